@@ -1,0 +1,1 @@
+"""The work of a build: plain functions and small classes, importable without Prefect."""

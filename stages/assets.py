@@ -1,0 +1,121 @@
+"""A content-addressed store of build assets, and atomic file writing.
+
+Every asset (an image, a clip, a narration, a music bed) is filed under a key that is the
+sha256 of its *recipe*: the stage, the backend and its options, and the content (not the name)
+of every input file. An unchanged recipe finds its asset and recomputes nothing; an edit
+changes only the keys that depend on it. Nothing here knows about Prefect or run ids.
+
+An asset is complete when its metadata file exists: the media file is renamed into place
+first, then the metadata, so a build killed half-way leaves at most a stray temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+TEMP_PREFIX = ".tmp-"
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final` (same extension); rename it into place on success.
+
+    On any error the temporary file is removed, so no half-written file ever sits at `final`.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{final.name}")
+    try:
+        yield temp
+        os.replace(temp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def write_text_atomic(final: Path, text: str) -> None:
+    with atomic_path(final) as temp:
+        temp.write_text(text, encoding="utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, remembered while its size and mtime are unchanged."""
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _digests:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _digests[memo] = digest.hexdigest()
+    return _digests[memo]
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Path):
+        return {"file_sha256": file_sha256(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _canonical({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    if isinstance(value, BaseModel):
+        return _canonical(value.model_dump(mode="python"))
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def recipe_key(stage: str, recipe: dict[str, Any]) -> str:
+    """The content key of a recipe: files count by content, never by name or run."""
+    canonical = json.dumps({"stage": stage, **_canonical(recipe)}, sort_keys=True,
+                           ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One produced (or reused) file and what made it."""
+
+    stage: str
+    key: str
+    path: Path
+    sha256: str
+    cached: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class AssetStore:
+    """Assets filed as `<root>/<stage>/<key><suffix>` with a `<...>.json` metadata file beside."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def produce(self, stage: str, recipe: dict[str, Any], suffix: str,
+                make: Callable[[Path], dict[str, Any] | None]) -> Asset:
+        """Return the asset for `recipe`, calling `make(temp_path)` only when it is missing.
+
+        `make` writes the media file at the path it is given and returns metadata to keep with
+        it (durations, seeds...), which comes back as `Asset.info` on every later reuse.
+        """
+        key = recipe_key(stage, recipe)
+        final = self.root / stage / f"{key[:24]}{suffix}"
+        meta_path = final.with_name(final.name + ".json")
+        if final.is_file() and meta_path.is_file():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            return Asset(stage, key, final, meta["sha256"], True, meta["info"])
+        with atomic_path(final) as temp:
+            info = make(temp) or {}
+        meta = {"key": key, "sha256": file_sha256(final), "info": info}
+        write_text_atomic(meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
+        return Asset(stage, key, final, meta["sha256"], False, info)

@@ -1,0 +1,205 @@
+"""Stage `compose`: one language's finished video, subtitles and captions, in one encode.
+
+1. time the scenes and cut subtitle cues from the measured narration;
+2. lay the narration on a timeline and mix the music under it (looped, faded, ducked by
+   sidechain compression keyed on the narration);
+3. measure the mix's loudness (EBU R128), so the encode can normalise it linearly;
+4. build the video graph: every clip fitted to its scene (trim, slow down a little, then hold),
+   cross-faded, with subtitles, captions and the title burned in by libass;
+5. encode H.264 + AAC once, `+faststart`, and move the video, SRT and VTT into place.
+
+Script text never reaches a filter argument: it is written into an ASS file in a private
+temporary folder whose name needs no escaping.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from stages.assets import atomic_path, write_text_atomic
+from stages.languages import Language
+from stages.media import SAMPLE_RATE, loudness, read_wav, run_ffmpeg, write_wav
+from stages.profile import ComposeOptions
+from stages.style import Style
+from stages.subtitles import Overlay, to_ass, to_srt, to_vtt
+from stages.text import wrap_lines
+from stages.timeline import SentenceTiming, Timeline, build_timeline
+
+NARRATION_RMS_DB = -20.0
+TITLE_SECONDS = 3.5
+
+
+@dataclass(frozen=True)
+class SceneInput:
+    clip: Path
+    clip_seconds: float
+    narration: Path
+    narration_seconds: float
+    sentences: list[SentenceTiming]
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class ComposeJob:
+    language: Language
+    title: str
+    scenes: list[SceneInput]
+    style: Style
+    options: ComposeOptions
+    music: Path | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    video: Path
+    srt: Path
+    vtt: Path
+    duration_s: float
+    cues: int
+    loudness: dict[str, float]
+
+
+def compose(job: ComposeJob, out_dir: Path,
+            on_progress: Callable[[float], None] | None = None) -> ComposeResult:
+    """Write `video.mp4`, `subtitles.srt` and `subtitles.vtt` for one language into `out_dir`."""
+    options = job.options
+    timeline = build_timeline([(s.narration_seconds, s.sentences) for s in job.scenes],
+                              job.language, lead_s=options.lead_s, pause_s=options.pause_s)
+    work = Path(tempfile.mkdtemp(prefix="sopreel-compose-"))
+    try:
+        narration = work / "narration.wav"
+        lay_narration(job.scenes, timeline, narration)
+        mix = work / "mix.wav"
+        mix_audio(narration, job.music, timeline.duration, options, mix)
+        measured = loudness(mix)
+        subtitles = work / "subtitles.ass"
+        subtitles.write_text(_ass(job, timeline), encoding="utf-8")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        video = out_dir / "video.mp4"
+        with atomic_path(video) as temp:
+            args = _encode_args(job, timeline, mix, measured, subtitles, temp)
+            run_ffmpeg(args, what=f"composing the {job.language.code} video",
+                       duration_s=timeline.duration, on_progress=on_progress)
+            final = loudness(temp)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    srt, vtt = out_dir / "subtitles.srt", out_dir / "subtitles.vtt"
+    write_text_atomic(srt, to_srt(timeline.cues))
+    write_text_atomic(vtt, to_vtt(timeline.cues))
+    return ComposeResult(video=video, srt=srt, vtt=vtt, duration_s=round(timeline.duration, 3),
+                         cues=len(timeline.cues),
+                         loudness={"integrated_lufs": final["input_i"],
+                                   "true_peak_dbtp": final["input_tp"]})
+
+
+def lay_narration(scenes: list[SceneInput], timeline: Timeline, out: Path) -> None:
+    """Every scene's narration at its slot, levelled to a common speech loudness."""
+    track = np.zeros(round(timeline.duration * SAMPLE_RATE) + 1, dtype=np.float32)
+    for scene, slot in zip(scenes, timeline.slots, strict=True):
+        samples, rate = read_wav(scene.narration)
+        if rate != SAMPLE_RATE:
+            raise ValueError(f"{scene.narration.name}: narration must be {SAMPLE_RATE} Hz")
+        rms = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
+        if rms > 0:
+            samples = samples * (10 ** (NARRATION_RMS_DB / 20) / rms)
+        start = round(slot.narration_start * SAMPLE_RATE)
+        end = min(len(track), start + len(samples))
+        track[start:end] += samples[: end - start]
+    write_wav(out, np.clip(track, -1, 1))
+
+
+def mix_audio(narration: Path, music: Path | None, seconds: float, options: ComposeOptions,
+              out: Path) -> None:
+    """Narration plus the music bed looped to length, faded, and ducked under the speech."""
+    voice = ffmpeg.input(str(narration)).audio.filter("aformat", channel_layouts="stereo")
+    if music is None:
+        mixed = voice
+    else:
+        split = voice.filter_multi_output("asplit", 2)
+        key, speech = split.stream(0), split.stream(1)
+        fade = min(3.0, seconds / 4)
+        bed = (ffmpeg.input(str(music), stream_loop=-1).audio
+               .filter("atrim", duration=seconds)
+               .filter("afade", type="in", duration=fade)
+               .filter("afade", type="out", start_time=max(0.0, seconds - fade), duration=fade)
+               .filter("volume", f"{options.music_db}dB"))
+        # Gain reduction is (speech level - threshold) x (1 - 1/ratio): place the threshold
+        # so speech at its levelled loudness pulls the music down by about duck_db.
+        threshold = 10 ** ((NARRATION_RMS_DB - options.duck_db / 0.95) / 20)
+        ducked = ffmpeg.filter([bed, key], "sidechaincompress", threshold=round(threshold, 5),
+                               ratio=20, attack=15, release=400)
+        mixed = ffmpeg.filter([speech, ducked], "amix", inputs=2, duration="first",
+                              normalize=0)
+    stream = mixed.output(str(out), acodec="pcm_s16le", ar=SAMPLE_RATE, ac=2, t=seconds,
+                          f="wav")
+    run_ffmpeg(stream.get_args(), what="mixing narration and music")
+
+
+def _ass(job: ComposeJob, timeline: Timeline) -> str:
+    options, language = job.options, job.language
+    captions = [Overlay(slot.start + min(options.transition_s, 0.5), slot.end - 0.1,
+                        tuple(wrap_lines(scene.caption, language)))
+                for scene, slot in zip(job.scenes, timeline.slots, strict=True) if scene.caption]
+    first = timeline.slots[0]
+    titles = [Overlay(0.2, min(TITLE_SECONDS, first.end - 0.2),
+                      tuple(wrap_lines(job.title, language)))]
+    return to_ass(timeline.cues, captions, titles, style=job.style, font=language.font,
+                  width=options.width, height=options.height)
+
+
+def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
+                 background: str) -> ffmpeg.nodes.FilterableStream:
+    """A clip played at most `max_slowdown` times slower, then held, cut to `seconds`."""
+    slowdown = min(options.max_slowdown, max(1.0, seconds / scene.clip_seconds))
+    w, h = options.width, options.height
+    return (ffmpeg.input(str(scene.clip)).video
+            .filter("setpts", f"(PTS-STARTPTS)*{slowdown:.5f}")
+            .filter("fps", options.fps)
+            .filter("scale", w, h, force_original_aspect_ratio="decrease")
+            .filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color=background)
+            .filter("setsar", 1)
+            .filter("tpad", stop_mode="clone", stop_duration=seconds + 1)
+            .filter("trim", duration=seconds)
+            .filter("setpts", "PTS-STARTPTS")
+            .filter("settb", "AVTB")
+            .filter("format", "yuv420p"))
+
+
+def _encode_args(job: ComposeJob, timeline: Timeline, mix: Path, measured: dict[str, float],
+                 subtitles: Path, out: Path) -> list[str]:
+    options = job.options
+    fade = options.transition_s if len(job.scenes) > 1 else 0.0
+    clips = []
+    for index, (scene, slot) in enumerate(zip(job.scenes, timeline.slots, strict=True)):
+        overlap = fade if index < len(job.scenes) - 1 else 0.0
+        clips.append(_fitted_clip(scene, slot.length + overlap, options,
+                                  job.style.colors.background))
+    video = clips[0]
+    for clip, slot in zip(clips[1:], timeline.slots[1:], strict=True):
+        video = (ffmpeg.filter([video, clip], "xfade", transition="fade", duration=fade,
+                               offset=round(slot.start, 4))
+                 if fade > 0 else ffmpeg.concat(video, clip, v=1, a=0))
+    video = video.filter("ass", str(subtitles))
+    audio = (ffmpeg.input(str(mix)).audio
+             .filter("loudnorm", i=options.loudness_lufs, tp=options.true_peak_db, lra=11,
+                     measured_i=measured["input_i"], measured_tp=measured["input_tp"],
+                     measured_lra=measured["input_lra"], measured_thresh=measured["input_thresh"],
+                     offset=measured["target_offset"], linear="true")
+             .filter("aformat", sample_rates=SAMPLE_RATE, channel_layouts="stereo"))
+    stream = ffmpeg.output(
+        video, audio, str(out), format="mp4", vcodec="libx264", preset=options.preset,
+        crf=options.crf, pix_fmt="yuv420p", r=options.fps, acodec="aac",
+        audio_bitrate=f"{options.audio_bitrate_k}k", ar=SAMPLE_RATE, movflags="+faststart",
+        t=round(timeline.duration, 3),
+        **{"metadata:s:a:0": f"language={job.language.iso639_2}"})
+    args = stream.get_args()
+    tags = [item for key, value in job.metadata.items() for item in ("-metadata", f"{key}={value}")]
+    return [*args[:-1], *tags, args[-1]]   # ffmpeg-python cannot repeat an option

@@ -1,0 +1,69 @@
+"""Stage `images`: one still per scene, generated from its visual prompt or taken from a photo.
+
+Backends turn an `ImageRequest` into a PNG; a supplied photo is never regenerated, only
+letterboxed onto the frame (`letterbox`), whatever the backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.registry import Backend, BackendOptions, Registry
+from stages.style import Style, rgb
+
+
+class ImageOptions(BackendOptions):
+    """Keys every images backend accepts (DESIGN.md: steps, width, height, seed)."""
+
+    width: int = Field(1920, ge=64, le=4096, multiple_of=8)
+    height: int = Field(1080, ge=64, le=4096, multiple_of=8)
+    seed: int | None = Field(None, ge=0, description="fixed seed; default: derived per scene")
+
+
+class ImageRequest(BaseModel):
+    """What one scene's still should show."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scene_id: str
+    step: int = Field(ge=1)
+    steps: int = Field(ge=1)
+    visual: str
+    style: Style
+    seed: int
+
+
+class ImageBackend(Backend):
+    Options = ImageOptions
+
+    def generate(self, request: ImageRequest, out: Path) -> dict[str, Any]:
+        """Write a PNG of `options.width` x `options.height` to `out`; return facts to record."""
+        raise NotImplementedError
+
+
+BACKENDS: Registry[ImageBackend] = Registry("images", ImageBackend)
+BACKENDS.register("storyboard", "stages.images.storyboard:StoryboardBackend")
+
+
+def scene_seed(script_id: str, scene_id: str) -> int:
+    """A stable per-scene seed, so a rebuild without a profile seed is reproducible."""
+    digest = hashlib.sha256(f"{script_id}/{scene_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def letterbox(photo: Path, out: Path, width: int, height: int, background: str) -> dict[str, Any]:
+    """Fit a supplied photo inside the frame without stretching; bars take the style colour."""
+    with Image.open(photo) as source:
+        image = ImageOps.exif_transpose(source).convert("RGB")
+    scale = min(width / image.width, height / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    canvas = Image.new("RGB", (width, height), rgb(background))
+    canvas.paste(image.resize(size, Image.Resampling.LANCZOS),
+                 ((width - size[0]) // 2, (height - size[1]) // 2))
+    canvas.save(out, format="PNG")
+    return {"source": photo.name, "fitted": list(size)}

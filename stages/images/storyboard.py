@@ -1,0 +1,134 @@
+"""The draft images backend: a storyboard panel drawn with Pillow, no model weights.
+
+Each panel shows the step number, a short summary of the scene's visual prompt, and the style's
+brand colours. It carries no language-specific text beyond the prompt, so every language's
+video reuses it; the caption is drawn per language by compose.
+"""
+
+from __future__ import annotations
+
+import random
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from stages.fonts import pillow_font
+from stages.images import ImageBackend, ImageRequest
+from stages.style import rgb
+from stages.text import width as text_width
+
+SUMMARY_WORDS = 18
+
+
+def summary(visual: str, limit: int = 110) -> str:
+    """The first words of a prompt, cut at a word boundary with an ellipsis."""
+    words = visual.split()
+    short = " ".join(words[:SUMMARY_WORDS])
+    if len(short) > limit:
+        short = short[:limit].rsplit(" ", 1)[0] if " " in short[:limit] else short[:limit]
+    return short + ("…" if short != visual.strip() else "")
+
+
+# Pillow does no font fallback, so text is drawn in runs, each in a font that covers it.
+DEFAULT_FONT = "Noto Sans CJK SC"   # Latin, Cyrillic, Greek, CJK, kana, Hangul
+SCRIPT_FONTS = [((0x0E00, 0x0E7F), "Noto Sans Thai"), ((0x0600, 0x06FF), "Noto Sans Arabic"),
+                ((0x0900, 0x097F), "Noto Sans Devanagari")]
+
+
+def _family(char: str) -> str:
+    code = ord(char)
+    return next((f for (lo, hi), f in SCRIPT_FONTS if lo <= code <= hi), DEFAULT_FONT)
+
+
+def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int,
+              fill: tuple[int, int, int], bold: bool = False, anchor: str = "la") -> None:
+    """Draw text in font runs; `anchor` applies to the whole line (left or middle only)."""
+    runs: list[tuple[str, str]] = []
+    for char in text:
+        family = _family(char) if not char.isspace() or not runs else runs[-1][0]
+        if runs and runs[-1][0] == family:
+            runs[-1] = (family, runs[-1][1] + char)
+        else:
+            runs.append((family, char))
+    fonts = [pillow_font(family, size, bold) for family, _ in runs]
+    total = sum(font.getlength(run) for font, (_, run) in zip(fonts, runs, strict=True))
+    x, y = xy
+    if anchor[0] == "m":
+        x -= total / 2
+    for font, (_, run) in zip(fonts, runs, strict=True):
+        draw.text((x, y), run, font=font, fill=fill, anchor="l" + anchor[1])
+        x += font.getlength(run)
+
+
+class StoryboardBackend(ImageBackend):
+    name = "storyboard"
+    version = 1
+    license = "n/a (drawn by sopreel)"
+
+    def generate(self, request: ImageRequest, out: Path) -> dict[str, Any]:
+        options = self.options
+        w, h = options.width, options.height
+        colors = request.style.colors
+        rng = random.Random(request.seed)
+        image = Image.new("RGB", (w, h), rgb(colors.background))
+        draw = ImageDraw.Draw(image)
+
+        # Soft vertical gradient towards the panel colour.
+        top, bottom = rgb(colors.background), rgb(colors.panel)
+        for y in range(0, h, 4):
+            mix = y / h
+            shade = tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True))
+            draw.rectangle([0, y, w, y + 4], fill=shade)
+
+        # Storyboard sketch: a few outlined shapes, different for every scene (seeded).
+        unit = h // 12
+        for _ in range(7):
+            x0, y0 = rng.randint(w // 2, w - 3 * unit), rng.randint(2 * unit, h - 5 * unit)
+            x1, y1 = x0 + rng.randint(unit, 4 * unit), y0 + rng.randint(unit, 3 * unit)
+            shape = rng.choice(["rect", "ellipse"])
+            box = [x0, y0, min(x1, w - unit), min(y1, h - 3 * unit)]
+            if shape == "rect":
+                draw.rounded_rectangle(box, radius=unit // 4, outline=rgb(colors.muted),
+                                       width=max(2, unit // 20))
+            else:
+                draw.ellipse(box, outline=rgb(colors.muted), width=max(2, unit // 20))
+
+        # Step badge.
+        radius = int(unit * 1.6)
+        cx, cy = int(unit * 2.6), int(h * 0.42)
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=rgb(colors.primary))
+        draw_text(draw, (cx, cy), str(request.step), int(radius * 1.1),
+                  rgb(colors.background), bold=True, anchor="mm")
+        draw_text(draw, (cx, cy + radius + unit // 2), f"STEP {request.step} / {request.steps}",
+                  max(12, unit // 2), rgb(colors.muted), anchor="mt")
+
+        # The visual summary, wrapped in the left half.
+        left = cx + radius + unit
+        chars = max(12, int((w * 0.5 - left) / (unit * 0.36)))
+        text = summary(request.visual)
+        wrap = textwrap.wrap(text, chars) if " " in text else _wrap_chars(text, chars // 2)
+        y = int(h * 0.42) - len(wrap[:5]) * unit // 2
+        for line in wrap[:5]:
+            draw_text(draw, (left, y), line, max(14, int(unit * 0.62)), rgb(colors.text),
+                      bold=True)
+            y += int(unit * 0.95)
+
+        # Hazard stripe along the bottom edge.
+        stripe = max(6, h // 60)
+        for x in range(-stripe * 2, w, stripe * 4):
+            draw.polygon([(x, h), (x + stripe * 2, h - stripe), (x + stripe * 4, h - stripe),
+                          (x + stripe * 2, h)], fill=rgb(colors.primary))
+        image.save(out, format="PNG", compress_level=1)
+        return {"seed": request.seed}
+
+
+def _wrap_chars(text: str, chars: int) -> list[str]:
+    lines, current = [], ""
+    for char in text:
+        if text_width(current + char) > chars:
+            lines.append(current)
+            current = ""
+        current += char
+    return [*lines, current] if current else lines

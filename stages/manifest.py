@@ -1,0 +1,85 @@
+"""`manifest.json`: the build's record, and the one place tools read results from."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from stages.assets import Asset, write_text_atomic
+
+MANIFEST_VERSION = 1
+
+
+class AssetEntry(BaseModel):
+    stage: str
+    path: str
+    sha256: str
+    backend: str
+    model: str | None = None
+    seed: int | None = None
+    cached: bool
+    language: str | None = None
+    license: str | None = None
+    info: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, asset: Asset, root: Path) -> AssetEntry:
+        facts = dict(asset.info)
+        known = {k: facts.pop(k, None) for k in ("backend", "model", "seed", "language",
+                                                 "license")}
+        return cls(stage=asset.stage, path=asset.path.relative_to(root).as_posix(),
+                   sha256=asset.sha256, cached=asset.cached,
+                   backend=known["backend"] or "unknown",
+                   **{k: v for k, v in known.items() if k != "backend"}, info=facts)
+
+
+class SceneEntry(BaseModel):
+    id: str
+    assets: list[AssetEntry]
+
+
+class OutputEntry(BaseModel):
+    video: str
+    srt: str
+    vtt: str
+    duration_s: float
+    cues: int
+    loudness_lufs: float | None = None
+    true_peak_dbtp: float | None = None
+    cached: bool = False
+
+
+class Manifest(BaseModel):
+    manifest_version: int = MANIFEST_VERSION
+    built_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    script: dict[str, Any]
+    profile: dict[str, Any]
+    outputs: dict[str, OutputEntry]
+    scenes: list[SceneEntry]
+    music: AssetEntry | None = None
+    voice: dict[str, Any]
+    licenses: list[dict[str, str]]
+    disclosure: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    try:
+        return Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_manifest(manifest: Manifest, path: Path) -> None:
+    """Write atomically; languages built earlier from the same script are kept."""
+    previous = read_manifest(path)
+    if previous and previous.script.get("sha256") == manifest.script.get("sha256"):
+        kept = {lang: entry for lang, entry in previous.outputs.items()
+                if lang not in manifest.outputs and (path.parent / entry.video).is_file()}
+        manifest = manifest.model_copy(update={"outputs": {**kept, **manifest.outputs}})
+    write_text_atomic(path, json.dumps(manifest.model_dump(mode="json"), ensure_ascii=False,
+                                       indent=2) + "\n")

@@ -1,0 +1,67 @@
+"""Stage `narrate`: one scene's narration in one language, synthesised sentence by sentence.
+
+Backends return the measured span of every sentence; those spans, never estimates, drive
+scene lengths and subtitle cues.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.media import SAMPLE_RATE, write_wav
+from stages.registry import Backend, BackendOptions, Registry
+
+
+class NarrateOptions(BackendOptions):
+    gap_s: float = Field(0.3, ge=0, le=3, description="silence between sentences")
+
+
+class NarrationRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sentences: tuple[str, ...] = Field(min_length=1)
+    language: str
+    voice: str = "stock"
+
+
+class NarrateBackend(Backend):
+    Options = NarrateOptions
+
+    def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
+        """Write a mono 48 kHz WAV to `out`; return `seconds` and `sentences` with spans."""
+        raise NotImplementedError
+
+
+def join_sentences(sentences: list[tuple[str, np.ndarray]], gap_s: float, out: Path,
+                   rate: int = SAMPLE_RATE) -> dict[str, Any]:
+    """Concatenate per-sentence audio with gaps, write it, and return the measured spans."""
+    gap = np.zeros(round(gap_s * rate), dtype=np.float32)
+    pieces, spans, at = [], [], 0
+    for index, (text, samples) in enumerate(sentences):
+        if index:
+            pieces.append(gap)
+            at += len(gap)
+        spans.append({"text": text, "start": round(at / rate, 4),
+                      "end": round((at + len(samples)) / rate, 4)})
+        pieces.append(samples.astype(np.float32))
+        at += len(samples)
+    write_wav(out, np.concatenate(pieces), rate)
+    return {"seconds": round(at / rate, 4), "sentences": spans}
+
+
+def trim_silence(samples: np.ndarray, rate: int, threshold_db: float = -45.0,
+                 margin_s: float = 0.03) -> np.ndarray:
+    """Cut leading and trailing silence (a synthesiser's padding), keeping a short margin."""
+    loud = np.flatnonzero(np.abs(samples) > 10 ** (threshold_db / 20))
+    if loud.size == 0:
+        return samples[: round(0.2 * rate)]
+    margin = round(margin_s * rate)
+    return samples[max(0, loud[0] - margin): loud[-1] + margin + 1]
+
+
+BACKENDS: Registry[NarrateBackend] = Registry("narrate", NarrateBackend)
+BACKENDS.register("espeak", "stages.narrate.espeak:EspeakBackend")

@@ -1,0 +1,189 @@
+"""The build plan, and the steps that turn it into assets.
+
+`plan_build` decides everything a build will make, from the validated script and profile,
+before any media work. Each `make_*` step then produces one asset through the content-addressed
+`AssetStore`: the recipe (backend identity plus the step's inputs, files by content) is the
+cache key, so unchanged inputs are never recomputed. Steps know nothing of Prefect; flows call
+them from tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages import animate, images, languages, music, narrate
+from stages.assets import Asset, AssetStore, file_sha256, recipe_key, write_text_atomic
+from stages.compose import ComposeJob, ComposeResult, SceneInput, compose
+from stages.languages import Language
+from stages.profile import Profile
+from stages.registry import Backend, LoadedBackends
+from stages.script import LoadedScript
+from stages.style import Style, load_style
+from stages.text import split_sentences
+from stages.timeline import SentenceTiming
+
+COMPOSE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    index: int
+    id: str
+    visual: str
+    photo: Path | None
+    motion: str | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    loaded: LoadedScript
+    profile: Profile
+    style: Style
+    out_dir: Path
+    scenes: list[ScenePlan]
+    languages: list[str]
+
+    @property
+    def store(self) -> AssetStore:
+        return AssetStore(self.out_dir / "assets")
+
+    def sentences(self, scene: ScenePlan, language: str) -> tuple[str, ...]:
+        text = self.loaded.lines(language)[scene.index].narration
+        return tuple(split_sentences(text, languages.get(language)))
+
+
+def plan_build(loaded: LoadedScript, profile: Profile, out_root: Path) -> BuildPlan:
+    script = loaded.script
+    seed = getattr(profile.stages["images"].options, "seed", None)
+    scenes = [ScenePlan(index=i, id=scene.id, visual=scene.visual or scene.caption or scene.id,
+                        photo=loaded.image_paths.get(scene.id), motion=scene.motion,
+                        seed=seed if seed is not None else images.scene_seed(script.id, scene.id))
+              for i, scene in enumerate(script.scenes)]
+    return BuildPlan(loaded=loaded, profile=profile, style=load_style(script.style),
+                     out_dir=out_root / script.id, scenes=scenes, languages=loaded.languages)
+
+
+def _backend(plan: BuildPlan, stage: str, registry, loaded: LoadedBackends) -> Backend:
+    choice = plan.profile.stages[stage]
+    return loaded.get(registry, choice.backend, choice.options)
+
+
+def _record(asset: Asset, backend: Backend | None, **extra) -> Asset:
+    """Remember which backend made an asset, for the manifest."""
+    facts = {"backend": backend.name if backend else "file", "model": backend.model if backend
+             else None, "license": backend.license if backend else None, **extra}
+    return Asset(asset.stage, asset.key, asset.path, asset.sha256, asset.cached,
+                 {**asset.info, **facts})
+
+
+def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends) -> Asset:
+    """The scene's still: the supplied photo letterboxed, or the backend's generated image."""
+    backend: images.ImageBackend = _backend(plan, "images", images.BACKENDS, loaded)
+    size = backend.options.width, backend.options.height
+    if scene.photo is not None:
+        colour = plan.style.colors.background
+        recipe = {"photo": scene.photo, "size": size, "background": colour, "version": 1}
+        asset = plan.store.produce("images", recipe, ".png",
+                                   lambda out: images.letterbox(scene.photo, out, *size, colour))
+        return _record(asset, None, seed=None)
+    request = images.ImageRequest(scene_id=scene.id, step=scene.index + 1,
+                                  steps=len(plan.scenes), visual=scene.visual, style=plan.style,
+                                  seed=scene.seed)
+    recipe = {"backend": backend.identity(), "request": request}
+    asset = plan.store.produce("images", recipe, ".png",
+                               lambda out: backend.generate(request, out))
+    return _record(asset, backend, seed=scene.seed)
+
+
+def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, loaded: LoadedBackends) -> Asset:
+    backend: animate.AnimateBackend = _backend(plan, "animate", animate.BACKENDS, loaded)
+    request = animate.ClipRequest(image=image.path, motion=scene.motion,
+                                  prompt=plan.style.prompt(scene.motion or scene.visual),
+                                  seed=scene.seed)
+    recipe = {"backend": backend.identity(), "request": request}
+    asset = plan.store.produce("animate", recipe, ".mp4",
+                               lambda out: backend.animate(request, out))
+    return _record(asset, backend, seed=scene.seed)
+
+
+def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,
+                   loaded: LoadedBackends) -> Asset:
+    backend: narrate.NarrateBackend = _backend(plan, "narrate", narrate.BACKENDS, loaded)
+    request = narrate.NarrationRequest(sentences=plan.sentences(scene, language),
+                                       language=language, voice=plan.loaded.script.voice)
+    recipe = {"backend": backend.identity(), "request": request}
+    asset = plan.store.produce("narrate", recipe, ".wav",
+                               lambda out: backend.narrate(request, out))
+    return _record(asset, backend, language=language)
+
+
+def make_music(plan: BuildPlan, loaded: LoadedBackends) -> Asset | None:
+    """The build's music bed: none, the supplied file, or the backend's bed for the prompt."""
+    script = plan.loaded.script
+    if script.music is None:
+        return None
+    source = plan.loaded.music_path
+    if source is not None:
+        asset = plan.store.produce("music", {"file": source, "version": 1}, ".wav",
+                                   lambda out: music.prepare_file(source, out))
+        return _record(asset, None)
+    backend: music.MusicBackend = _backend(plan, "music", music.BACKENDS, loaded)
+    seed = images.scene_seed(script.id, "music")
+    request = music.MusicRequest(prompt=script.music, seed=seed)
+    recipe = {"backend": backend.identity(), "request": request}
+    asset = plan.store.produce("music", recipe, ".wav", lambda out: backend.generate(request, out))
+    return _record(asset, backend, seed=seed, prompt=script.music)
+
+
+def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],
+               bed: Asset | None, on_progress=None) -> tuple[ComposeResult, bool]:
+    """Compose one language's video from the scenes' clips and narrations.
+
+    Returns the result and whether it was reused: the finished files are stamped with the key
+    of everything they were made from, and an unchanged build is not encoded again.
+    """
+    lang: Language = languages.get(language)
+    lines = plan.loaded.lines(language)
+    scenes = [SceneInput(clip=clip.path, clip_seconds=float(clip.info["seconds"]),
+                         narration=voice.path, narration_seconds=float(voice.info["seconds"]),
+                         sentences=[SentenceTiming(**s) for s in voice.info["sentences"]],
+                         caption=text.caption)
+              for clip, voice, text in zip(clips, narrations, lines, strict=True)]
+    title = plan.loaded.title(language)
+    job = ComposeJob(language=lang, title=title, scenes=scenes, style=plan.style,
+                     options=plan.profile.compose, music=bed.path if bed else None,
+                     metadata={"title": title, "comment": "Made with sopreel",
+                               "language": lang.iso639_2})
+    out_dir = plan.out_dir / language
+    key = recipe_key("compose", {"job": job, "version": COMPOSE_VERSION})
+    stamp = out_dir / ".compose.json"
+    previous = _read_stamp(stamp)
+    if previous and previous["key"] == key and _intact(out_dir, previous):
+        return ComposeResult(**{**previous["result"], **_paths(out_dir)}), True
+    result = compose(job, out_dir, on_progress=on_progress)
+    files = {name: file_sha256(path) for name, path in _paths(out_dir).items()}
+    facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness}
+    write_text_atomic(stamp, json.dumps({"key": key, "files": files, "result": facts}, indent=1))
+    return result, False
+
+
+def _paths(out_dir: Path) -> dict[str, Path]:
+    return {"video": out_dir / "video.mp4", "srt": out_dir / "subtitles.srt",
+            "vtt": out_dir / "subtitles.vtt"}
+
+
+def _read_stamp(stamp: Path) -> dict | None:
+    try:
+        return json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _intact(out_dir: Path, stamp: dict) -> bool:
+    """The stamped files are all there and unchanged."""
+    paths = _paths(out_dir)
+    return all(paths[name].is_file() and file_sha256(paths[name]) == digest
+               for name, digest in stamp.get("files", {}).items())

@@ -1,0 +1,144 @@
+"""Run profiles (`templates/profiles/<name>.yaml` or any path): a backend and options per stage.
+
+```yaml
+images:  {backend: storyboard, width: 1920, height: 1080}
+animate: {backend: kenburns, seconds: 8}
+narrate: {backend: espeak}
+music:   {backend: synth}
+compose: {width: 1280, height: 720, fps: 24, loudness_lufs: -16}
+```
+Every backend's options are checked against its own typed model, so a typo in a profile is an
+error naming the file, line and key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stages import animate, images, music, narrate
+from stages.errors import Problem, ProfileError, SopreelError, UnknownNameError
+from stages.paths import PROFILES
+from stages.registry import BackendOptions, Registry
+from stages.yamlfile import LocatedYaml, format_loc, load_yaml, problems_from
+
+REGISTRIES: dict[str, Registry[Any]] = {
+    "images": images.BACKENDS,
+    "animate": animate.BACKENDS,
+    "narrate": narrate.BACKENDS,
+    "music": music.BACKENDS,
+}
+
+
+class ComposeOptions(BaseModel):
+    """How the final video is put together (one encode per language)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(1280, ge=160, le=3840, multiple_of=2)
+    height: int = Field(720, ge=90, le=2160, multiple_of=2)
+    fps: int = Field(24, ge=10, le=60)
+    loudness_lufs: float = Field(-16.0, ge=-31, le=-9)
+    true_peak_db: float = Field(-1.5, ge=-9, le=-0.5)
+    transition_s: float = Field(0.5, ge=0, le=2)
+    lead_s: float = Field(0.4, ge=0, le=3, description="silence before a scene's narration")
+    pause_s: float = Field(0.8, ge=0, le=5, description="silence after a scene's narration")
+    music_db: float = Field(-20.0, ge=-40, le=0, description="music level before ducking")
+    duck_db: float = Field(14.0, ge=0, le=40, description="extra music attenuation under speech")
+    max_slowdown: float = Field(1.6, ge=1, le=4, description="slowest a clip is played to fit")
+    crf: int = Field(23, ge=0, le=51)
+    preset: str = Field("veryfast",
+                        pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$")
+    audio_bitrate_k: int = Field(160, ge=64, le=320)
+
+
+@dataclass(frozen=True)
+class StageChoice:
+    backend: str
+    options: BackendOptions
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, **self.options.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    stages: dict[str, StageChoice]
+    compose: ComposeOptions
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved profile, as the manifest records it."""
+        described: dict[str, Any] = {"name": self.name}
+        described.update({stage: choice.identity() for stage, choice in self.stages.items()})
+        described["compose"] = self.compose.model_dump(mode="json")
+        return described
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES.glob("*.yaml"))
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    """A profile name from templates/profiles, or a path to a YAML file."""
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        path = Path(text).expanduser().absolute()
+        if not path.is_file():
+            raise SopreelError(f"Profile file not found: {path}")
+        return path
+    path = PROFILES / f"{text}.yaml"
+    if not path.is_file():
+        raise UnknownNameError("profile", text, available_profiles())
+    return path
+
+
+def load_profile(name_or_path: str | Path = "draft") -> Profile:
+    path = resolve_profile_path(name_or_path)
+    located = load_yaml(path, ProfileError)
+    if not isinstance(located.data, dict):
+        raise ProfileError(path, [Problem(1, "", "expected a mapping of stage names to options")])
+    problems: list[Problem] = []
+    for key in located.data:
+        if key not in (*REGISTRIES, "compose"):
+            problems.append(Problem(located.line((key,)), key, "unknown stage; expected one of: "
+                                    + ", ".join([*REGISTRIES, "compose"])))
+    stages = {}
+    for stage, registry in REGISTRIES.items():
+        choice = _stage_choice(located, stage, registry, problems)
+        if choice:
+            stages[stage] = choice
+    compose = ComposeOptions()
+    try:
+        compose = ComposeOptions.model_validate(located.data.get("compose") or {})
+    except ValidationError as exc:
+        problems += problems_from(exc, ComposeOptions, located, ("compose",))
+    if problems:
+        raise ProfileError(path, problems)
+    return Profile(name=path.stem, path=path, stages=stages, compose=compose)
+
+
+def _stage_choice(located: LocatedYaml, stage: str, registry: Registry[Any],
+                  problems: list[Problem]) -> StageChoice | None:
+    section = located.data.get(stage)
+    where = located.line((stage,))
+    if not isinstance(section, dict) or not isinstance(section.get("backend"), str):
+        problems.append(Problem(where, stage, "expected a mapping with a 'backend' name, "
+                                f"like {{backend: {registry.names()[0]}}}"))
+        return None
+    options = {k: v for k, v in section.items() if k != "backend"}
+    try:
+        backend = registry.get(section["backend"])
+    except SopreelError as exc:
+        problems.append(Problem(located.line((stage, "backend")), format_loc((stage, "backend")),
+                                str(exc)))
+        return None
+    try:
+        return StageChoice(section["backend"], backend.Options.model_validate(options))
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, backend.Options, located, (stage,)))
+        return None

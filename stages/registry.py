@@ -1,0 +1,125 @@
+"""Backends found by name: one registry per stage, one path for built-ins and plug-ins.
+
+A backend is a small class with a typed `Options` model (unknown keys are errors) and a
+`load()` that does the expensive part once. Built-ins register by import path, so a heavy
+backend (torch, diffusers) is imported only when a profile names it; third-party packages add
+backends through the `sopreel.<stage>` entry-point group and need no change here or in flows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from stages.errors import SopreelError, UnknownNameError
+
+
+class BackendOptions(BaseModel):
+    """Options a profile gives a backend. Subclasses add fields; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backend:
+    """Base of every stage backend.
+
+    `identity()` is what makes an asset differ between backends: it goes into every cache key
+    and into the manifest. Bump `version` when a change alters what the backend produces.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    license: ClassVar[str | None] = None
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    def __init__(self, options: BackendOptions):
+        self.options = options
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load models or check tools; called once before the first use."""
+
+    def close(self) -> None:
+        """Release memory held by `load`."""
+
+    @property
+    def model(self) -> str | None:
+        return getattr(self.options, "model", None)
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.name, "version": self.version,
+                "options": self.options.model_dump(mode="json")}
+
+
+B = TypeVar("B", bound=Backend)
+
+
+class Registry(Generic[B]):
+    """Name -> backend class for one stage."""
+
+    def __init__(self, stage: str, base: type[B]):
+        self.stage, self.base = stage, base
+        self._targets: dict[str, str | type[B]] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str, target: str | type[B]) -> None:
+        """Register a backend by class or by 'module:Class' import path (imported on first use)."""
+        self._targets[name] = target
+
+    def names(self) -> list[str]:
+        self._load_plugins()
+        return sorted(self._targets)
+
+    def get(self, name: str) -> type[B]:
+        self._load_plugins()
+        if name not in self._targets:
+            raise UnknownNameError(f"{self.stage} backend", name, self.names())
+        target = self._targets[name]
+        if isinstance(target, str):
+            module_name, _, attribute = target.partition(":")
+            try:
+                target = getattr(importlib.import_module(module_name), attribute)
+            except ImportError as exc:
+                raise SopreelError(
+                    f"The {self.stage} backend '{name}' needs a package that is not installed "
+                    f"({exc.name}). Install it into .venv, then try again.") from None
+            self._targets[name] = target
+        return target
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for entry in entry_points(group=f"sopreel.{self.stage}"):
+            self._targets.setdefault(entry.name, entry.value)
+
+
+class LoadedBackends:
+    """Backends loaded once per process and shared by every task that asks for the same one.
+
+    A flow asks for `get(registry, name, options)` in each scene's task; the first call loads
+    the model, later calls reuse it, and `release(stage)` frees it when the stage is done.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str, str], Backend] = {}
+        self._lock = threading.Lock()
+
+    def get(self, registry: Registry[B], name: str, options: BackendOptions) -> B:
+        key = (registry.stage, name, options.model_dump_json())
+        with self._lock:
+            backend = self._loaded.get(key)
+            if backend is None:
+                backend = registry.get(name)(options)
+                backend.load()
+                self._loaded[key] = backend
+        return backend  # type: ignore[return-value]
+
+    def release(self, stage: str) -> None:
+        with self._lock:
+            for key in [k for k in self._loaded if k[0] == stage]:
+                self._loaded.pop(key).close()

@@ -1,0 +1,362 @@
+"""Script format v1: the YAML a training team writes, validated before anything is built.
+
+`load_script` is the first step of every build and all of `sopreel validate`. It reports every
+problem it finds at once, each with file, line and field, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+from PIL import Image, UnidentifiedImageError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from stages import languages
+from stages.errors import Problem, ScriptError
+from stages.paths import STYLES, voices_dir
+from stages.yamlfile import LocatedYaml, format_loc, load_yaml, validate
+
+SCRIPT_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+SCENE_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
+IMAGE_FORMATS = {"JPEG", "PNG", "WEBP"}
+AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac", ".opus"}
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def _id(pattern: re.Pattern[str], example: str):
+    def check(value: str) -> str:
+        if len(value) > 64 or not pattern.fullmatch(value):
+            raise ValueError(f"expected lowercase letters, digits and '-' (like '{example}'), "
+                             f"at most 64 characters; got {value!r}")
+        return value
+    return AfterValidator(check)
+
+
+def _clean(value: str) -> str:
+    """Fold whitespace (YAML block text) and refuse invisible control characters."""
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char not in "\n\t\r":
+            raise ValueError(f"contains the control character U+{ord(char):04X}; remove it")
+    return " ".join(value.split())
+
+
+def _nonempty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _language(value: str) -> str:
+    code = languages.canonical(value)
+    if code is None:
+        known = list(languages.languages())
+        close = get_close_matches(value, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown language {value!r}.{hint} Supported: {', '.join(known)}")
+    return code
+
+
+ScriptId = Annotated[str, _id(SCRIPT_ID, "lockout-tagout")]
+SceneId = Annotated[str, _id(SCENE_ID, "isolate")]
+LanguageCode = Annotated[str, AfterValidator(_language)]
+Required = Annotated[str, AfterValidator(_clean), AfterValidator(_nonempty), Field(max_length=2000)]
+Caption = Annotated[str, AfterValidator(_clean), Field(max_length=120)]
+Title = Annotated[str, AfterValidator(_clean), AfterValidator(_nonempty), Field(max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Scene(_Strict):
+    id: SceneId
+    narration: Required
+    caption: Caption | None = None
+    visual: Annotated[str, AfterValidator(_clean), Field(max_length=1000)] | None = None
+    image: Annotated[str, Field(max_length=500)] | None = None
+    motion: Annotated[str, AfterValidator(_clean), Field(max_length=200)] | None = None
+
+
+class SceneText(_Strict):
+    narration: Required | None = None
+    caption: Caption | None = None
+
+
+class Translation(_Strict):
+    title: Title | None = None
+    scenes: dict[str, SceneText] = Field(default_factory=dict, max_length=500)
+
+
+class Script(_Strict):
+    id: ScriptId
+    title: Title
+    language: LanguageCode
+    languages: Annotated[list[LanguageCode], Field(min_length=1, max_length=40)] | None = None
+    voice: str = "stock"
+    music: Annotated[str, Field(max_length=500)] | None = None
+    style: str = "clean-industrial"
+    scenes: Annotated[list[Scene], Field(min_length=1, max_length=200)]
+    translations: dict[str, Translation] = Field(default_factory=dict, max_length=40)
+
+
+@dataclass(frozen=True)
+class SceneLines:
+    """What one scene says and shows in one language."""
+
+    narration: str
+    caption: str | None
+
+
+@dataclass
+class LoadedScript:
+    """A validated script with what a build needs to know about where it came from."""
+
+    path: Path
+    script: Script
+    sha256: str
+    languages: list[str]
+    image_paths: dict[str, Path]          # scene id -> supplied photo
+    music_path: Path | None               # when `music` names a file
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def title(self, language: str) -> str:
+        translated = self._translation(language)
+        return (translated.title if translated and translated.title else self.script.title)
+
+    def lines(self, language: str) -> list[SceneLines]:
+        """Narration and caption of every scene in `language`, in scene order."""
+        translated = self._translation(language)
+        result = []
+        for scene in self.script.scenes:
+            if translated is None:
+                result.append(SceneLines(scene.narration, scene.caption))
+            else:
+                text = translated.scenes[scene.id]
+                result.append(SceneLines(text.narration or scene.narration, text.caption))
+        return result
+
+    def _translation(self, language: str) -> Translation | None:
+        if language == self.script.language:
+            return None
+        return _translations(self.script)[language]
+
+
+def _translations(script: Script) -> dict[str, Translation]:
+    return {languages.canonical(code) or code: block for code, block in script.translations.items()}
+
+
+def load_script(path: str | Path, *, only_languages: list[str] | None = None,
+                voices: str | Path | None = None) -> LoadedScript:
+    """Read and validate a script; raise `ScriptError` listing every problem found."""
+    path = Path(path).expanduser().absolute()
+    located = load_yaml(path, ScriptError)
+    script = validate(Script, located, ScriptError)
+    checker = _Checks(path, located, script, voices_dir(voices))
+    loaded = checker.run(only_languages)
+    if checker.problems:
+        raise ScriptError(path, checker.problems)
+    return loaded
+
+
+class _Checks:
+    """The checks that need more than one field, the file system or the registries."""
+
+    def __init__(self, path: Path, located: LocatedYaml, script: Script, voices: Path):
+        self.path, self.located, self.script, self.voices = path, located, script, voices
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def fail(self, loc: tuple, message: str) -> None:
+        self.problems.append(Problem(self.located.line(loc), format_loc(loc), message))
+
+    def run(self, only_languages: list[str] | None) -> LoadedScript:
+        self.scene_ids()
+        built = self.languages(only_languages)
+        self.translations(built)
+        images = self.images()
+        music = self.music()
+        self.voice()
+        self.style()
+        return LoadedScript(
+            path=self.path, script=self.script,
+            sha256=hashlib.sha256(self.path.read_bytes()).hexdigest(),
+            languages=built, image_paths=images, music_path=music, warnings=self.warnings)
+
+    def scene_ids(self) -> None:
+        seen: dict[str, int] = {}
+        for index, scene in enumerate(self.script.scenes):
+            if scene.id in seen:
+                self.fail(("scenes", index, "id"), f"duplicate scene id {scene.id!r}; scene "
+                          f"{seen[scene.id] + 1} already uses it. Scene ids must be unique")
+            seen.setdefault(scene.id, index)
+            if not scene.visual and not scene.image:
+                self.fail(("scenes", index), "needs a 'visual' prompt or an 'image' file")
+
+    def languages(self, only: list[str] | None) -> list[str]:
+        script = self.script
+        listed = list(dict.fromkeys(script.languages or [script.language]))
+        if only is None:
+            return listed
+        chosen = []
+        available = {script.language, *_translations(script)}
+        for code in only:
+            canonical = languages.canonical(code)
+            if canonical is None or canonical not in available:
+                self.problems.append(Problem(None, "--lang", (
+                    f"{code!r} is not available for this script; it has text in "
+                    f"{', '.join(sorted(available))}")))
+            else:
+                chosen.append(canonical)
+        return list(dict.fromkeys(chosen))
+
+    def translations(self, built: list[str]) -> None:
+        script = self.script
+        scene_ids = [scene.id for scene in script.scenes]
+        for code, block in script.translations.items():
+            canonical = languages.canonical(code)
+            if canonical is None:
+                self.fail(("translations", code), _language_message(code))
+                continue
+            if canonical == script.language:
+                self.fail(("translations", code), "translates into the script's own language; "
+                          "put that text in the scenes instead")
+            for scene_id in block.scenes:
+                if scene_id not in scene_ids:
+                    close = get_close_matches(scene_id, scene_ids, n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else ""
+                    self.fail(("translations", code, "scenes", scene_id),
+                              f"no scene has this id{hint}")
+        by_language = {languages.canonical(code): code for code in script.translations}
+        for code in built:
+            if code == script.language:
+                continue
+            key = by_language.get(code)
+            if key is None:
+                self.fail(("languages",), f"builds {code!r} but 'translations' has no {code} "
+                          f"block; add one with every scene's narration")
+                continue
+            block = script.translations[key]
+            for scene in script.scenes:
+                text = block.scenes.get(scene.id)
+                if text is None or text.narration is None:
+                    self.fail(("translations", key, "scenes", scene.id) if text else
+                              ("translations", key, "scenes"),
+                              f"the {code} translation misses the narration of scene "
+                              f"{scene.id!r}")
+                elif scene.caption and not text.caption:
+                    self.warnings.append(f"{code}: scene {scene.id!r} has no translated caption; "
+                                         "the caption is left out in that language")
+
+    def _inside(self, loc: tuple, relative: str) -> Path | None:
+        """Resolve a file named in the script, refusing anything outside the script's folder."""
+        pure = PurePosixPath(relative.replace("\\", "/"))
+        if not relative.strip():
+            self.fail(loc, "expected a file path, got an empty string")
+            return None
+        if pure.is_absolute() or re.match(r"^[A-Za-z]:", relative):
+            self.fail(loc, f"must be a path relative to the script's folder, got absolute "
+                      f"path {relative!r}")
+            return None
+        if ".." in pure.parts:
+            self.fail(loc, f"must stay inside the script's folder; '..' is not allowed in "
+                      f"{relative!r}")
+            return None
+        folder = self.path.parent.resolve()
+        target = (folder / pure).resolve()
+        if not target.is_relative_to(folder):
+            self.fail(loc, f"{relative!r} leads outside the script's folder (a symbolic link?)")
+            return None
+        if not target.is_file():
+            self.fail(loc, f"file not found: {relative!r} (looked in {folder})")
+            return None
+        return target
+
+    def images(self) -> dict[str, Path]:
+        found = {}
+        for index, scene in enumerate(self.script.scenes):
+            if scene.image is None:
+                continue
+            loc = ("scenes", index, "image")
+            target = self._inside(loc, scene.image)
+            if target is None:
+                continue
+            problem = image_problem(target)
+            if problem:
+                self.fail(loc, problem)
+            else:
+                found[scene.id] = target
+        return found
+
+    def music(self) -> Path | None:
+        music = self.script.music
+        if music is None or not _looks_like_path(music):
+            return None
+        target = self._inside(("music",), music)
+        if target is not None:
+            from stages.media import audio_problem
+            problem = audio_problem(target)
+            if problem:
+                self.fail(("music",), problem)
+                return None
+        return target
+
+    def voice(self) -> None:
+        voice = self.script.voice
+        if voice == "stock":
+            return
+        if not SCENE_ID.fullmatch(voice) or len(voice) > 64:
+            self.fail(("voice",), f"expected 'stock' or an enrolled voice id, got {voice!r}")
+        elif not (self.voices / voice / "voice.yaml").is_file():
+            self.fail(("voice",), f"voice {voice!r} is not enrolled in {self.voices}; enrol it "
+                      f"with `sopreel voices add {voice} ...`, or use 'stock'")
+
+    def style(self) -> None:
+        available = sorted(p.stem for p in STYLES.glob("*.yaml"))
+        if self.script.style not in available:
+            close = get_close_matches(self.script.style, available, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            self.fail(("style",), f"unknown style {self.script.style!r}.{hint} "
+                      f"Available: {', '.join(available)}")
+
+
+def _language_message(code: str) -> str:
+    try:
+        _language(code)
+    except ValueError as exc:
+        return str(exc)
+    return "unknown language"
+
+
+def _looks_like_path(value: str) -> bool:
+    return Path(value).suffix.lower() in AUDIO_SUFFIXES or ("/" in value and " " not in value)
+
+
+def image_problem(path: Path) -> str | None:
+    """Why a supplied photo cannot be used, or None. Reads the header only, not the pixels."""
+    try:
+        with Image.open(path) as image:
+            if image.format not in IMAGE_FORMATS:
+                return (f"{path.name} is a {image.format} file; expected a JPEG, PNG or WEBP "
+                        "photo")
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                return (f"{path.name} is {width}x{height} pixels; the limit is "
+                        f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+            if min(width, height) < 16:
+                return f"{path.name} is only {width}x{height} pixels"
+            image.verify()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        return f"{path.name} is not an image (expected a JPEG, PNG or WEBP photo)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"{path.name} is a damaged image: {exc}"
+    return None

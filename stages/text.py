@@ -1,0 +1,151 @@
+"""Text rules per writing system: sentences for synthesis, lines and cues for subtitles.
+
+Narration is synthesised one sentence at a time so each sentence's real duration is known;
+subtitles are then cut from those sentences into cues of at most two lines of at most
+`line_chars` characters (42 for Latin scripts, 16 for Chinese), breaking Latin text at spaces,
+Chinese text between characters (never opening a line with closing punctuation), and Thai at
+spaces, else between grapheme clusters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+from stages.languages import Language
+
+ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "approx.", "no.", "mr.", "mrs.", "ms.", "dr.", "vs.",
+                 "min.", "max.", "fig.", "st.", "co.", "inc."}
+CLOSING = set("，。！？、；：」』）》〉】〕,.!?;:)]}%’”…")
+OPENING = set("「『（《〈【〔([{‘“")
+MAX_LINES = 2
+
+
+def width(text: str) -> int:
+    """Characters that take space on screen (combining marks and format characters do not)."""
+    return sum(1 for char in text if unicodedata.category(char) not in ("Mn", "Me", "Cf"))
+
+
+def split_sentences(text: str, language: Language) -> list[str]:
+    """Narration -> sentences, each synthesised and timed on its own."""
+    text = " ".join(text.split())
+    if language.writing == "han":
+        enders = re.escape(language.sentence_end)
+        parts = re.findall(rf"[^{enders}]+[{enders}]*[」』）”’]*", text)
+    elif language.writing == "thai":
+        parts = _merge_short(text.split(" "), minimum=12)
+    else:
+        parts = _latin_sentences(text, language.sentence_end)
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _latin_sentences(text: str, enders: str) -> list[str]:
+    sentences, current = [], []
+    for word in text.split(" "):
+        current.append(word)
+        ends = word.rstrip("\"')”’]").endswith(tuple(enders))
+        if ends and word.lower() not in ABBREVIATIONS:
+            sentences.append(" ".join(current))
+            current = []
+    if current:
+        sentences.append(" ".join(current))
+    return sentences
+
+
+def _merge_short(pieces: list[str], minimum: int) -> list[str]:
+    merged: list[str] = []
+    for piece in pieces:
+        if merged and width(merged[-1]) < minimum:
+            merged[-1] = f"{merged[-1]} {piece}"
+        else:
+            merged.append(piece)
+    if len(merged) > 1 and width(merged[-1]) < minimum:
+        last = merged.pop()
+        merged[-1] = f"{merged[-1]} {last}"
+    return merged
+
+
+def _units(text: str, language: Language) -> tuple[list[str], str]:
+    """Unbreakable units of text and the separator placed between them on a line."""
+    if language.writing == "han":
+        raw = re.findall(r"[A-Za-z0-9][A-Za-z0-9.,:%/+-]*|\s+|.", text)
+        units: list[str] = []
+        pending_open = ""
+        for unit in raw:
+            if unit.isspace():
+                if units:
+                    units[-1] += " "
+                continue
+            if unit in OPENING:
+                pending_open += unit
+                continue
+            unit, pending_open = pending_open + unit, ""
+            if units and unit[0] in CLOSING:
+                units[-1] += unit
+            else:
+                units.append(unit)
+        if pending_open:
+            units.append(pending_open)
+        return [u.rstrip() if i == len(units) - 1 else u for i, u in enumerate(units)], ""
+    words = text.split(" ")
+    if language.writing == "thai":
+        words = [piece for word in words for piece in _clusters_split(word, language.line_chars)]
+    return [w for w in words if w], " "
+
+
+def _clusters_split(word: str, limit: int) -> list[str]:
+    """Split an over-long word between grapheme clusters (never between a base and its marks)."""
+    if width(word) <= limit:
+        return [word]
+    clusters: list[str] = []
+    for char in word:
+        if clusters and unicodedata.category(char) in ("Mn", "Me"):
+            clusters[-1] += char
+        else:
+            clusters.append(char)
+    return ["".join(clusters[i:i + limit]) for i in range(0, len(clusters), limit)]
+
+
+def _fill(units: list[str], separator: str, limit: int) -> list[str]:
+    """Greedy line filling; a unit longer than the limit is split on its own."""
+    lines: list[str] = []
+    current = ""
+    for unit in units:
+        for piece in _hard_split(unit, limit):
+            candidate = f"{current}{separator}{piece}" if current else piece
+            if width(candidate.strip()) <= limit:
+                current = candidate
+            else:
+                lines.append(current.strip())
+                current = piece
+    if current.strip():
+        lines.append(current.strip())
+    return lines
+
+
+def _hard_split(unit: str, limit: int) -> list[str]:
+    return [unit] if width(unit) <= limit else _clusters_split(unit, limit)
+
+
+def wrap_lines(text: str, language: Language) -> list[str]:
+    """Lines of at most `line_chars`, balanced so the lines of a cue have similar lengths."""
+    units, separator = _units(text, language)
+    limit = language.line_chars
+    greedy = _fill(units, separator, limit)
+    count = len(greedy)
+    if count <= 1:
+        return greedy
+    count = math.ceil(count / MAX_LINES) * MAX_LINES if count > MAX_LINES else count
+    target = max(math.ceil(width(text) / count), *(min(width(u), limit) for u in units))
+    for trial in range(target, limit + 1):
+        lines = _fill(units, separator, trial)
+        if len(lines) <= count:
+            return lines
+    return greedy
+
+
+def cue_texts(sentence: str, language: Language) -> list[list[str]]:
+    """One sentence -> cues, each a list of at most two lines."""
+    lines = wrap_lines(sentence, language)
+    return [lines[i:i + MAX_LINES] for i in range(0, len(lines), MAX_LINES)] or [[""]]
