@@ -85,7 +85,7 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
     languages = _split_langs(langs)
     load_script(script, only_languages=languages, voices=voices_dir)   # fail fast, write nothing
     load_profile(profile)
-    result = _run_with_progress(lambda: _build_flow()(
+    result = _run_with_progress(lambda: _build_flow(verbose)(
         script=str(script.absolute()), profile=profile, languages=languages,
         out=str(Path(out).absolute()), voices_dir=voices_dir), verbose)
     for lang, video in result["outputs"].items():
@@ -93,8 +93,8 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
     click.echo(f"manifest: {result['manifest']}")
 
 
-def _build_flow() -> Callable[..., dict[str, Any]]:
-    _quiet_prefect()
+def _build_flow(verbose: bool) -> Callable[..., dict[str, Any]]:
+    _quiet_prefect(verbose)
     from flows.build import build_video
     return build_video
 

@@ -3,7 +3,8 @@
 1. time the scenes and cut subtitle cues from the measured narration;
 2. lay the narration on a timeline and mix the music under it (looped, faded, ducked by
    sidechain compression keyed on the narration);
-3. measure the mix's loudness (EBU R128), so the encode can normalise it linearly;
+3. measure the mix's loudness (EBU R128) and bring it to the target with one linear gain,
+   a limiter guarding the true peak;
 4. build the video graph: every clip fitted to its scene (trim, slow down a little, then hold),
    cross-faded, with subtitles, captions and the title burned in by libass;
 5. encode H.264 + AAC once, `+faststart`, and move the video, SRT and VTT into place.
@@ -79,13 +80,14 @@ def compose(job: ComposeJob, out_dir: Path,
         lay_narration(job.scenes, timeline, narration)
         mix = work / "mix.wav"
         mix_audio(narration, job.music, timeline.duration, options, mix)
-        measured = loudness(mix)
+        master = work / "master.wav"
+        master_loudness(mix, options, master)
         subtitles = work / "subtitles.ass"
         subtitles.write_text(_ass(job, timeline), encoding="utf-8")
         out_dir.mkdir(parents=True, exist_ok=True)
         video = out_dir / "video.mp4"
         with atomic_path(video) as temp:
-            args = _encode_args(job, timeline, mix, measured, subtitles, temp)
+            args = _encode_args(job, timeline, master, subtitles, temp)
             run_ffmpeg(args, what=f"composing the {job.language.code} video",
                        duration_s=timeline.duration, on_progress=on_progress)
             final = loudness(temp)
@@ -96,8 +98,7 @@ def compose(job: ComposeJob, out_dir: Path,
     write_text_atomic(vtt, to_vtt(timeline.cues))
     return ComposeResult(video=video, srt=srt, vtt=vtt, duration_s=round(timeline.duration, 3),
                          cues=len(timeline.cues),
-                         loudness={"integrated_lufs": final["input_i"],
-                                   "true_peak_dbtp": final["input_tp"]})
+                         loudness=final)
 
 
 def lay_narration(scenes: list[SceneInput], timeline: Timeline, out: Path) -> None:
@@ -143,6 +144,21 @@ def mix_audio(narration: Path, music: Path | None, seconds: float, options: Comp
     run_ffmpeg(stream.get_args(), what="mixing narration and music")
 
 
+def master_loudness(mix: Path, options: ComposeOptions, out: Path) -> dict[str, float]:
+    """Bring the mix to the loudness target with one linear gain; a limiter guards the peak.
+
+    Linear gain keeps the ducking and the speech dynamics as mixed; the limiter only touches
+    the rare peaks the gain would push over the true-peak ceiling (with a margin for AAC).
+    """
+    measured = loudness(mix)
+    gain = options.loudness_lufs - measured["integrated_lufs"]
+    ceiling = 10 ** ((options.true_peak_db - 0.5) / 20)
+    run_ffmpeg(["-i", str(mix), "-af", f"volume={gain:.2f}dB,alimiter=limit={ceiling:.4f}:"
+                "attack=2:release=40:level=disabled", "-c:a", "pcm_s16le", "-ar",
+                str(SAMPLE_RATE), "-f", "wav", str(out)], what="levelling the mix")
+    return measured
+
+
 def _ass(job: ComposeJob, timeline: Timeline) -> str:
     options, language = job.options, job.language
     captions = [Overlay(slot.start + min(options.transition_s, 0.5), slot.end - 0.1,
@@ -173,8 +189,8 @@ def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
             .filter("format", "yuv420p"))
 
 
-def _encode_args(job: ComposeJob, timeline: Timeline, mix: Path, measured: dict[str, float],
-                 subtitles: Path, out: Path) -> list[str]:
+def _encode_args(job: ComposeJob, timeline: Timeline, master: Path, subtitles: Path,
+                 out: Path) -> list[str]:
     options = job.options
     fade = options.transition_s if len(job.scenes) > 1 else 0.0
     clips = []
@@ -188,11 +204,7 @@ def _encode_args(job: ComposeJob, timeline: Timeline, mix: Path, measured: dict[
                                offset=round(slot.start, 4))
                  if fade > 0 else ffmpeg.concat(video, clip, v=1, a=0))
     video = video.filter("ass", str(subtitles))
-    audio = (ffmpeg.input(str(mix)).audio
-             .filter("loudnorm", i=options.loudness_lufs, tp=options.true_peak_db, lra=11,
-                     measured_i=measured["input_i"], measured_tp=measured["input_tp"],
-                     measured_lra=measured["input_lra"], measured_thresh=measured["input_thresh"],
-                     offset=measured["target_offset"], linear="true")
+    audio = (ffmpeg.input(str(master)).audio
              .filter("aformat", sample_rates=SAMPLE_RATE, channel_layouts="stereo"))
     stream = ffmpeg.output(
         video, audio, str(out), format="mp4", vcodec="libx264", preset=options.preset,

@@ -96,16 +96,16 @@ def audio_problem(path: Path) -> str | None:
 
 
 def loudness(path: Path) -> dict[str, float]:
-    """Integrated loudness (LUFS), true peak (dBTP) and range (LU), by ffmpeg's loudnorm."""
-    done = run(["ffmpeg", "-hide_banner", "-nostdin", "-i", str(path), "-vn", "-af",
-                "loudnorm=print_format=json", "-f", "null", "-"],
-               what=f"measuring {path.name}")
-    text = done.stderr.decode("utf-8", "replace")
-    block = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", text)
-    if not block:
+    """EBU R128 integrated loudness (LUFS), loudness range (LU) and true peak (dBTP)."""
+    done = run(["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-vn",
+                "-af", "ebur128=peak=true", "-f", "null", "-"], what=f"measuring {path.name}")
+    summary = done.stderr.decode("utf-8", "replace").rpartition("Summary:")[2]
+    found = {name: re.search(rf"{label}:\s+(-?[\d.]+|-inf)", summary)
+             for name, label in (("integrated_lufs", "I"), ("range_lu", "LRA"),
+                                 ("true_peak_dbtp", "Peak"))}
+    if not all(found.values()):
         raise MediaError(f"measuring {path.name}: ffmpeg printed no loudness figures")
-    return {key: float(value) for key, value in json.loads(block.group(0)).items()
-            if key.startswith(("input_", "target_offset"))}
+    return {name: float(match.group(1)) for name, match in found.items()}
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

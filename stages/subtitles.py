@@ -78,7 +78,7 @@ def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, s
               "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
               "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding")
     white, dark = _ass_colour(colours.text), _ass_colour("#000000", 0x60)
-    panel = _ass_colour(colours.panel, 0x20)
+    panel = _ass_colour(colours.panel)
     styles = [
         f"Style: Sub,{font},{size},{white},{white},{_ass_colour('#000000')},{dark},0,0,0,0,100,"
         f"100,0,0,1,{max(1, size // 14)},{max(1, size // 20)},2,{margin * 2},{margin * 2},"

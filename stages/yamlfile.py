@@ -191,9 +191,12 @@ def _message(err: dict[str, Any], model: type[BaseModel], loc: Loc) -> str:
         return "is required but missing"
     if kind.endswith("_type") or kind in {"string_type", "model_type", "list_type", "dict_type"}:
         return f"{err['msg'].lower()}; got {_describe(value)}"
-    if kind == "string_too_long":
-        return (f"is {len(value)} characters long; the limit is "
-                f"{err['ctx']['max_length']} characters")
+    if kind in ("string_too_long", "too_long"):
+        unit = "characters" if isinstance(value, str) else "items"
+        size = len(value) if hasattr(value, "__len__") else "too many"
+        return f"has {size} {unit}; the limit is {err['ctx']['max_length']} {unit}"
+    if kind in ("too_short",):
+        return f"needs at least {err['ctx']['min_length']} item(s)"
     return err["msg"][0].lower() + err["msg"][1:] if err.get("msg") else kind
 
 

@@ -8,16 +8,14 @@ video reuses it; the caption is drawn per language by compose.
 from __future__ import annotations
 
 import random
-import textwrap
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from stages.fonts import pillow_font
 from stages.images import ImageBackend, ImageRequest
 from stages.style import rgb
-from stages.text import width as text_width
 
 SUMMARY_WORDS = 18
 
@@ -42,9 +40,7 @@ def _family(char: str) -> str:
     return next((f for (lo, hi), f in SCRIPT_FONTS if lo <= code <= hi), DEFAULT_FONT)
 
 
-def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int,
-              fill: tuple[int, int, int], bold: bool = False, anchor: str = "la") -> None:
-    """Draw text in font runs; `anchor` applies to the whole line (left or middle only)."""
+def _runs(text: str, size: int, bold: bool) -> list[tuple[ImageFont.FreeTypeFont, str]]:
     runs: list[tuple[str, str]] = []
     for char in text:
         family = _family(char) if not char.isspace() or not runs else runs[-1][0]
@@ -52,12 +48,37 @@ def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: i
             runs[-1] = (family, runs[-1][1] + char)
         else:
             runs.append((family, char))
-    fonts = [pillow_font(family, size, bold) for family, _ in runs]
-    total = sum(font.getlength(run) for font, (_, run) in zip(fonts, runs, strict=True))
+    return [(pillow_font(family, size, bold), run) for family, run in runs]
+
+
+def text_length(text: str, size: int, bold: bool = False) -> float:
+    return sum(font.getlength(run) for font, run in _runs(text, size, bold))
+
+
+def wrap_to_width(text: str, size: int, max_width: float, bold: bool = False) -> list[str]:
+    """Greedy wrapping by measured width: at spaces, or between characters for CJK text."""
+    units = text.split(" ") if " " in text else list(text)
+    joiner = " " if " " in text else ""
+    lines, current = [], ""
+    for unit in units:
+        candidate = f"{current}{joiner}{unit}" if current else unit
+        if current and text_length(candidate, size, bold) > max_width:
+            lines.append(current)
+            current = unit
+        else:
+            current = candidate
+    return [*lines, current] if current else lines
+
+
+def draw_text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int,
+              fill: tuple[int, int, int], bold: bool = False, anchor: str = "la") -> None:
+    """Draw text in font runs; `anchor` applies to the whole line (left or middle only)."""
+    runs = _runs(text, size, bold)
+    total = sum(font.getlength(run) for font, run in runs)
     x, y = xy
     if anchor[0] == "m":
         x -= total / 2
-    for font, (_, run) in zip(fonts, runs, strict=True):
+    for font, run in runs:
         draw.text((x, y), run, font=font, fill=fill, anchor="l" + anchor[1])
         x += font.getlength(run)
 
@@ -85,7 +106,7 @@ class StoryboardBackend(ImageBackend):
         # Storyboard sketch: a few outlined shapes, different for every scene (seeded).
         unit = h // 12
         for _ in range(7):
-            x0, y0 = rng.randint(w // 2, w - 3 * unit), rng.randint(2 * unit, h - 5 * unit)
+            x0, y0 = rng.randint(int(w * 0.6), w - 3 * unit), rng.randint(2 * unit, h - 5 * unit)
             x1, y1 = x0 + rng.randint(unit, 4 * unit), y0 + rng.randint(unit, 3 * unit)
             shape = rng.choice(["rect", "ellipse"])
             box = [x0, y0, min(x1, w - unit), min(y1, h - 3 * unit)]
@@ -104,16 +125,14 @@ class StoryboardBackend(ImageBackend):
         draw_text(draw, (cx, cy + radius + unit // 2), f"STEP {request.step} / {request.steps}",
                   max(12, unit // 2), rgb(colors.muted), anchor="mt")
 
-        # The visual summary, wrapped in the left half.
+        # The visual summary, wrapped to the left 55% of the panel.
         left = cx + radius + unit
-        chars = max(12, int((w * 0.5 - left) / (unit * 0.36)))
-        text = summary(request.visual)
-        wrap = textwrap.wrap(text, chars) if " " in text else _wrap_chars(text, chars // 2)
-        y = int(h * 0.42) - len(wrap[:5]) * unit // 2
-        for line in wrap[:5]:
-            draw_text(draw, (left, y), line, max(14, int(unit * 0.62)), rgb(colors.text),
-                      bold=True)
-            y += int(unit * 0.95)
+        size = max(14, int(unit * 0.55))
+        wrap = wrap_to_width(summary(request.visual), size, w * 0.55 - left, bold=True)[:5]
+        y = int(h * 0.42) - len(wrap) * unit // 2
+        for line in wrap:
+            draw_text(draw, (left, y), line, size, rgb(colors.text), bold=True)
+            y += int(unit * 0.85)
 
         # Hazard stripe along the bottom edge.
         stripe = max(6, h // 60)
@@ -122,13 +141,3 @@ class StoryboardBackend(ImageBackend):
                           (x + stripe * 2, h)], fill=rgb(colors.primary))
         image.save(out, format="PNG", compress_level=1)
         return {"seed": request.seed}
-
-
-def _wrap_chars(text: str, chars: int) -> list[str]:
-    lines, current = [], ""
-    for char in text:
-        if text_width(current + char) > chars:
-            lines.append(current)
-            current = ""
-        current += char
-    return [*lines, current] if current else lines

@@ -1,0 +1,121 @@
+"""Shared test fixtures: one Prefect test server per session, tiny profiles, script writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from PIL import Image
+
+# Prefect's home (its SQLite database) lives in a temporary folder, never in the user's.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="sopreel-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+TINY_PROFILE = {
+    "images": {"backend": "storyboard", "width": 480, "height": 272},
+    "animate": {"backend": "kenburns", "frames": 24, "fps": 12, "width": 320, "height": 180},
+    "narrate": {"backend": "espeak", "rate": 220},
+    "music": {"backend": "synth", "bars": 4},
+    "compose": {"width": 320, "height": 180, "fps": 12, "preset": "ultrafast"},
+}
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One real Prefect server for the whole session (the first start migrates a database)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def tiny_profile(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_PROFILE), encoding="utf-8")
+    return path
+
+
+def base_script(**overrides: Any) -> dict[str, Any]:
+    script = {
+        "id": "test-sop",
+        "title": "Test SOP",
+        "language": "en",
+        "voice": "stock",
+        "music": "calm ambient, 90 bpm",
+        "style": "clean-industrial",
+        "scenes": [
+            {"id": "isolate", "narration": "Switch the conveyor off at the main disconnect.",
+             "caption": "Step 1: isolate", "visual": "a worker turning a red disconnect switch",
+             "motion": "push in"},
+            {"id": "lock", "narration": "Fit your own padlock. Keep the key with you.",
+             "caption": "Step 2: lock", "visual": "a padlock on a disconnect handle",
+             "motion": "pan left"},
+        ],
+    }
+    script.update(overrides)
+    return script
+
+
+def write_script(folder: Path, data: dict[str, Any] | str, name: str = "script.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    text = data if isinstance(data, str) else yaml.safe_dump(data, allow_unicode=True,
+                                                             sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def make_photo(path: Path, size: tuple[int, int], colour=(200, 40, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def ffprobe(path: Path) -> dict[str, Any]:
+    done = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                           "-show_streams", str(path)], capture_output=True, check=True)
+    return json.loads(done.stdout)
+
+
+def ebur128(path: Path) -> dict[str, float]:
+    """Integrated loudness and true peak as ffmpeg's ebur128 meter reports them."""
+    done = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-vn", "-af",
+                           "ebur128=peak=true", "-f", "null", "-"], capture_output=True,
+                          text=True, check=True)
+    summary = done.stderr.rpartition("Summary:")[2]
+    values = {}
+    for line in summary.splitlines():
+        parts = line.split()
+        if parts[:1] == ["I:"]:
+            values["I"] = float(parts[1])
+        if parts[:1] == ["Peak:"]:
+            values["TP"] = float(parts[1])
+    return values
+
+
+def parse_srt(text: str) -> list[dict[str, Any]]:
+    """A strict SRT reader: index, timing line, one or more text lines, blank line."""
+    cues = []
+    for block in text.strip().split("\n\n"):
+        lines = block.split("\n")
+        assert lines[0].isdigit(), block
+        start, arrow, end = lines[1].split(" ")
+        assert arrow == "-->"
+        cues.append({"index": int(lines[0]), "start": _seconds(start), "end": _seconds(end),
+                     "lines": lines[2:]})
+    return cues
+
+
+def _seconds(stamp: str) -> float:
+    hours, minutes, rest = stamp.replace(",", ".").split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(rest)

@@ -1,0 +1,115 @@
+"""Sentence splitting, cue wrapping, subtitle files, and literal text through libass."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+from PIL import Image
+
+from stages import languages
+from stages.style import load_style
+from stages.subtitles import ass_escape, to_ass, to_srt, to_vtt
+from stages.text import CLOSING, OPENING, cue_texts, split_sentences, width
+from stages.timeline import Cue, SentenceTiming, build_timeline
+
+EN, ZH, TH = languages.get("en"), languages.get("zh-TW"), languages.get("th")
+
+
+def test_english_sentences_keep_abbreviations():
+    text = "Wear gloves, e.g. the blue ones. Check the guard! Is it closed? Yes"
+    assert split_sentences(text, EN) == [
+        "Wear gloves, e.g. the blue ones.", "Check the guard!", "Is it closed?", "Yes"]
+
+
+def test_chinese_sentences_split_on_full_stops():
+    text = "在主電源開關處關閉輸送帶。掛上你自己的鎖！鑰匙要隨身攜帶"
+    assert split_sentences(text, ZH) == ["在主電源開關處關閉輸送帶。", "掛上你自己的鎖！",
+                                         "鑰匙要隨身攜帶"]
+
+
+def test_language_aliases_resolve():
+    assert languages.canonical("zh-hant") == "zh-TW" and languages.canonical("ZH_cn") == "zh-CN"
+    assert languages.canonical("xx") is None
+
+
+def test_latin_cues_respect_width_and_line_count():
+    sentence = ("Before you start any maintenance on the conveyor, isolate every energy source, "
+                "including electrical, pneumatic and hydraulic power, and release stored energy.")
+    cues = cue_texts(sentence, EN)
+    assert len(cues) >= 2
+    for lines in cues:
+        assert 1 <= len(lines) <= 2
+        assert all(width(line) <= 42 for line in lines)
+    assert " ".join(" ".join(lines) for lines in cues) == sentence
+
+
+def test_short_sentence_is_one_balanced_cue():
+    cues = cue_texts("Switch the conveyor off at the main disconnect now.", EN)
+    assert len(cues) == 1 and len(cues[0]) == 2
+    assert abs(len(cues[0][0]) - len(cues[0][1])) <= 12
+
+
+def test_chinese_cues_16_chars_and_punctuation_rules():
+    sentence = "在開始任何維修工作之前，必須先隔離所有能源，包括電力、氣壓和液壓，並釋放儲存的能量。"
+    cues = cue_texts(sentence, ZH)
+    lines = [line for cue in cues for line in cue]
+    assert all(width(line) <= 16 for line in lines)
+    assert all(line[0] not in CLOSING for line in lines)
+    assert all(line[-1] not in OPENING for line in lines)
+    assert "".join(lines) == sentence
+
+
+def test_thai_cues_break_at_spaces():
+    sentence = "ก่อนเริ่มกะทุกครั้ง ผู้ขับต้องตรวจสอบรถโฟล์คลิฟท์ ใช้เวลาเพียงห้านาที และป้องกันอุบัติเหตุได้"
+    cues = cue_texts(sentence, TH)
+    words = set(sentence.split(" "))
+    for lines in cues:
+        for line in lines:
+            assert width(line) <= 42
+            assert set(line.split(" ")) <= words
+
+
+def test_timeline_from_measured_sentences():
+    narrations = [(3.0, [SentenceTiming("One.", 0.0, 1.2), SentenceTiming("Two.", 1.5, 3.0)]),
+                  (2.0, [SentenceTiming("Three.", 0.0, 2.0)])]
+    timeline = build_timeline(narrations, EN, lead_s=0.5, pause_s=1.0)
+    assert [s.start for s in timeline.slots] == [0.0, 4.5]
+    assert timeline.duration == 4.5 + 3.5
+    assert [(c.start, c.end) for c in timeline.cues] == [(0.5, 1.7), (2.0, 3.5), (5.0, 7.0)]
+
+
+def test_srt_and_vtt_keep_text_literal():
+    cues = [Cue(1.0, 2.5, ("a <b>bold</b> & {\\an8} 100%", "line two"))]
+    srt = to_srt(cues)
+    assert srt == "1\n00:00:01,000 --> 00:00:02,500\na <b>bold</b> & {\\an8} 100%\nline two\n"
+    vtt = to_vtt(cues)
+    assert vtt.startswith("WEBVTT\n\n00:00:01.000 --> 00:00:02.500\n")
+    assert "a &lt;b&gt;bold&lt;/b&gt; &amp; {\\an8} 100%" in vtt
+
+
+def test_ass_escape_neutralises_tags():
+    escaped = ass_escape("{\\an8}C:\\new\\N")
+    assert "{" not in escaped.replace("\\{", "")
+    assert "\\n" not in escaped and "\\N" not in escaped
+
+
+def _render(ass_text: str, tmp_path) -> np.ndarray:
+    path = tmp_path / "t.ass"
+    path.write_text(ass_text, encoding="utf-8")
+    png = tmp_path / "frame.png"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=black:s=320x180:d=1", "-vf", f"ass={path}", "-frames:v", "1",
+                    str(png)], check=True)
+    return np.asarray(Image.open(png).convert("L"))
+
+
+def test_libass_shows_override_tags_as_text(tmp_path):
+    """`{\\an8}` in a script must not move the subtitle to the top of the frame."""
+    style = load_style("clean-industrial")
+    hostile = [Cue(0.0, 1.0, ("{\\an8}{\\fs80}TOP",))]
+    frame = _render(to_ass(hostile, [], [], style=style, font="Noto Sans", width=320,
+                           height=180), tmp_path)
+    rows = np.flatnonzero(frame.max(axis=1) > 128)
+    assert rows.size and rows.min() > 90, "text must stay at the bottom, at its normal size"
+    assert rows.max() - rows.min() < 40
