@@ -51,7 +51,8 @@ def test_short_sentence_is_one_balanced_cue():
 
 
 def test_chinese_cues_16_chars_and_punctuation_rules():
-    sentence = "在開始任何維修工作之前，必須先隔離所有能源，包括電力、氣壓和液壓，並釋放儲存的能量。"
+    sentence = ("在開始任何維修工作之前，必須先隔離所有能源，"
+                "包括電力、氣壓和液壓，並釋放儲存的能量。")
     cues = cue_texts(sentence, ZH)
     lines = [line for cue in cues for line in cue]
     assert all(width(line) <= 16 for line in lines)

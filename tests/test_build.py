@@ -1,0 +1,204 @@
+"""End-to-end draft builds on a real Prefect server, checked the way a user would check them:
+ffprobe on the video, ebur128 on the sound, parsed subtitles, and the manifest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import (
+    TINY_PROFILE,
+    base_script,
+    ebur128,
+    ffprobe,
+    make_photo,
+    parse_srt,
+    write_script,
+)
+from PIL import Image
+
+from flows.cli import main
+from stages.assets import file_sha256
+from stages.text import width
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+ZH_TW = {"title": "上鎖掛牌", "scenes": {
+    "isolate": {"narration": "在主電源開關處關閉輸送帶。", "caption": "步驟一：隔離"},
+    "lock": {"narration": "掛上你自己的鎖。鑰匙要隨身攜帶。", "caption": "步驟二：上鎖"},
+    "photo": {"narration": "這是現場照片。", "caption": "現場"}}}
+
+
+def build(script: Path, out: Path, profile: Path, *args: str) -> dict:
+    result = CliRunner().invoke(main, ["build", str(script), "--profile", str(profile),
+                                       "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    script_id = yaml.safe_load(script.read_text(encoding="utf-8"))["id"]
+    return json.loads((out / script_id / "manifest.json").read_text(encoding="utf-8"))
+
+
+def cached_flags(manifest: dict) -> dict[tuple[str, str, str | None], bool]:
+    return {(scene["id"], asset["stage"], asset["language"]): asset["cached"]
+            for scene in manifest["scenes"] for asset in scene["assets"]}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A two-language script with a supplied portrait photo, built once for several tests."""
+    folder = tmp_path_factory.mktemp("sop")
+    make_photo(folder / "photos" / "portrait.jpg", (90, 160), colour=(220, 30, 30))
+    script = base_script(languages=["en", "zh-TW"], translations={"zh-TW": ZH_TW})
+    script["scenes"].append({"id": "photo", "narration": "This is the site photo.",
+                             "caption": "On site", "image": "photos/portrait.jpg"})
+    path = write_script(folder, script)
+    profile = folder / "tiny.yaml"
+    profile.write_text(yaml.safe_dump(TINY_PROFILE))
+    out = folder / "outputs"
+    manifest = build(path, out, profile)
+    return {"script": path, "out": out, "profile": profile, "manifest": manifest,
+            "root": out / "test-sop"}
+
+
+def test_video_streams_and_duration(project):
+    manifest, root = project["manifest"], project["root"]
+    assert set(manifest["outputs"]) == {"en", "zh-TW"}
+    for lang, entry in manifest["outputs"].items():
+        info = ffprobe(root / entry["video"])
+        video = next(s for s in info["streams"] if s["codec_type"] == "video")
+        audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+        assert (video["codec_name"], video["pix_fmt"], video["width"], video["height"]) == (
+            "h264", "yuv420p", 320, 180)
+        assert (audio["codec_name"], audio["sample_rate"], audio["channels"]) == (
+            "aac", "48000", 2)
+        assert abs(float(info["format"]["duration"]) - entry["duration_s"]) < 0.2, lang
+        data = (root / entry["video"]).read_bytes()
+        assert data.find(b"moov") < data.find(b"mdat"), "+faststart puts the index first"
+
+
+def test_loudness_is_broadcast_sane(project):
+    for entry in project["manifest"]["outputs"].values():
+        measured = ebur128(project["root"] / entry["video"])
+        assert abs(measured["I"] - -16.0) <= 1.0, measured
+        assert measured["TP"] <= -1.0, measured
+
+
+def test_subtitles_follow_measured_narration(project):
+    root, manifest = project["root"], project["manifest"]
+    limits = {"en": 42, "zh-TW": 16}
+    for lang, entry in manifest["outputs"].items():
+        cues = parse_srt((root / entry["srt"]).read_text(encoding="utf-8"))
+        assert len(cues) == entry["cues"] >= 3
+        previous_end = 0.0
+        for cue in cues:
+            assert previous_end <= cue["start"] < cue["end"] <= entry["duration_s"]
+            assert 1 <= len(cue["lines"]) <= 2
+            assert all(width(line) <= limits[lang] for line in cue["lines"])
+            previous_end = cue["end"]
+        vtt = (root / entry["vtt"]).read_text(encoding="utf-8")
+        assert vtt.startswith("WEBVTT") and vtt.count("-->") == len(cues)
+    en = parse_srt((root / "en" / "subtitles.srt").read_text(encoding="utf-8"))
+    assert en[0]["lines"] and "Switch the conveyor off" in " ".join(en[0]["lines"])
+    # The narration asset's measured sentence spans drive the cue times.
+    narration = next(a for a in manifest["scenes"][0]["assets"]
+                     if a["stage"] == "narrate" and a["language"] == "en")
+    first = narration["info"]["sentences"][0]
+    assert en[0]["start"] == pytest.approx(0.4 + first["start"], abs=0.002)
+    assert en[-1]["end"] <= manifest["outputs"]["en"]["duration_s"] - 0.5
+
+
+def test_manifest_records_every_asset(project):
+    manifest, root = project["manifest"], project["root"]
+    assert manifest["script"]["id"] == "test-sop" and len(manifest["script"]["sha256"]) == 64
+    assert manifest["profile"]["images"]["backend"] == "storyboard"
+    for scene in manifest["scenes"]:
+        stages = [(a["stage"], a["language"]) for a in scene["assets"]]
+        assert stages == [("images", None), ("animate", None), ("narrate", "en"),
+                          ("narrate", "zh-TW")]
+        for asset in scene["assets"]:
+            assert file_sha256(root / asset["path"]) == asset["sha256"]
+            assert asset["backend"] and asset["cached"] is False
+    storyboard = manifest["scenes"][0]["assets"][0]
+    assert storyboard["backend"] == "storyboard" and isinstance(storyboard["seed"], int)
+    assert manifest["scenes"][2]["assets"][0]["backend"] == "file"
+    assert manifest["music"]["backend"] == "synth"
+    assert manifest["voice"]["id"] == "stock" and manifest["disclosure"]
+    assert not list(root.rglob(".tmp-*")), "no temporary files are left behind"
+
+
+def test_supplied_photo_is_letterboxed_not_stretched(project):
+    manifest, root = project["manifest"], project["root"]
+    still = Image.open(root / manifest["scenes"][2]["assets"][0]["path"]).convert("RGB")
+    pixels = np.asarray(still).astype(int)
+    assert still.size == (480, 272)
+    red = np.flatnonzero((pixels[136, :, 0] > 180) & (pixels[136, :, 1] < 80))
+    assert abs((red.max() - red.min() + 1) - round(90 * 272 / 160)) <= 2, "aspect kept"
+    assert tuple(pixels[136, 5]) == (0x1F, 0x29, 0x33), "bars take the style background"
+
+
+def test_unchanged_rerun_reuses_everything(project):
+    before = {lang: file_sha256(project["root"] / e["video"])
+              for lang, e in project["manifest"]["outputs"].items()}
+    manifest = build(project["script"], project["out"], project["profile"])
+    assert all(cached_flags(manifest).values())
+    assert manifest["music"]["cached"] is True
+    assert all(entry["cached"] for entry in manifest["outputs"].values())
+    assert before == {lang: file_sha256(project["root"] / e["video"])
+                      for lang, e in manifest["outputs"].items()}
+
+
+def test_editing_one_narration_recomputes_only_it(project):
+    path = project["script"]
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "Keep the key with you.", "Keep the key in your pocket."), encoding="utf-8")
+    manifest = build(path, project["out"], project["profile"])
+    fresh = {key for key, cached in cached_flags(manifest).items() if not cached}
+    assert fresh == {("lock", "narrate", "en")}
+    assert manifest["outputs"]["en"]["cached"] is False
+    assert manifest["outputs"]["zh-TW"]["cached"] is True
+    srt = (project["root"] / "en" / "subtitles.srt").read_text(encoding="utf-8")
+    assert "pocket" in srt
+
+
+def test_lang_option_builds_one_language(tmp_path, tiny_profile):
+    script = write_script(tmp_path, base_script(languages=["en", "zh-TW"], music=None,
+                                                translations={"zh-TW": {"scenes": {
+                                                    k: v for k, v in ZH_TW["scenes"].items()
+                                                    if k != "photo"}}}))
+    manifest = build(script, tmp_path / "out", tiny_profile, "--lang", "zh-TW")
+    assert set(manifest["outputs"]) == {"zh-TW"}
+    assert manifest["music"] is None
+    assert manifest["warnings"] == []
+
+
+def test_hostile_text_and_file_names(tmp_path, tiny_profile):
+    """Characters special to shells, ffmpeg filters, ASS and HTML reach the video as written."""
+    folder = tmp_path / "it's a: [test], 100%"
+    make_photo(folder / "photos" / "it's; a, photo: $(x).png", (160, 90))
+    hostile = "Press \"STOP\": it's 100% {\\an8}C:\\new\\N <i>now</i> $(rm -rf /) `x` %{pts}"
+    script = base_script(music=None)
+    script["scenes"][0]["narration"] = hostile
+    script["scenes"][0]["caption"] = "{\\b1}50% off: 'quote' \\N <b>"
+    script["scenes"][1]["image"] = "photos/it's; a, photo: $(x).png"
+    out = folder / "out: here, 'x'"
+    manifest = build(write_script(folder, script), out, tiny_profile)
+    srt = (out / "test-sop" / manifest["outputs"]["en"]["srt"]).read_text(encoding="utf-8")
+    flat = " ".join(srt.split())
+    for fragment in ("\"STOP\":", "it's", "100%", "{\\an8}C:\\new\\N", "<i>now</i>",
+                     "$(rm -rf /)", "%{pts}"):
+        assert fragment in flat
+    assert ffprobe(out / "test-sop" / "en" / "video.mp4")["format"]["duration"]
+
+
+def test_music_from_a_file(tmp_path, tiny_profile):
+    (tmp_path / "audio").mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=220:d=3",
+                    str(tmp_path / "audio" / "bed.mp3")], check=True)
+    manifest = build(write_script(tmp_path, base_script(music="audio/bed.mp3")),
+                     tmp_path / "out", tiny_profile)
+    assert manifest["music"]["backend"] == "file"
+    assert manifest["music"]["info"]["source"] == "bed.mp3"
