@@ -8,11 +8,14 @@ returns it at once, whatever the run, server or machine.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.progress import PROGRESS
@@ -74,10 +77,15 @@ def compose_task(plan: BuildPlan, language: str, clips: list[Asset], narrations:
     return result
 
 
-def _stage(name: str, futures: list[Any]) -> list[Any]:
-    """Wait for a stage's tasks, then free the stage's backends before the next stage."""
-    results = [future.result() for future in futures]
+def _stage(name: str, submit: Callable[[], list[PrefectFuture]]) -> list[Any]:
+    """Run a stage's tasks, wait for them, then free the stage's backends before the next."""
+    started = time.perf_counter()
+    results = [future.result() for future in submit()]
     BACKENDS.release(name)
+    assets = [r for r in results if isinstance(r, Asset)]
+    reused = sum(asset.cached for asset in assets)
+    get_run_logger().info("%s: %d done (%d reused) in %.1f s", name, len(results), reused,
+                          time.perf_counter() - started)
     return results
 
 
@@ -93,17 +101,17 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
                 len(scenes), ", ".join(plan.languages), plan.profile.name)
 
     PROGRESS.begin("images", "images", len(scenes))
-    stills = _stage("images", [image_task.submit(plan, s) for s in scenes])
+    stills = _stage("images", lambda: [image_task.submit(plan, s) for s in scenes])
     PROGRESS.begin("animate", "animate", len(scenes))
-    clips = _stage("animate", [animate_task.submit(plan, s, i) for s, i in zip(scenes, stills,
-                                                                             strict=True)])
+    clips = _stage("animate", lambda: [animate_task.submit(plan, s, still)
+                                       for s, still in zip(scenes, stills, strict=True)])
     PROGRESS.begin("narrate", "narrate", len(scenes) * len(plan.languages))
-    voices = _stage("narrate", [narrate_task.submit(plan, s, lang)
-                                for lang in plan.languages for s in scenes])
+    voices = _stage("narrate", lambda: [narrate_task.submit(plan, s, lang)
+                                        for lang in plan.languages for s in scenes])
     narrations = {lang: voices[i * len(scenes):(i + 1) * len(scenes)]
                   for i, lang in enumerate(plan.languages)}
-    bed = _stage("music", [music_task.submit(plan)])[0]
-    videos = dict(zip(plan.languages, _stage("compose", [
+    bed = _stage("music", lambda: [music_task.submit(plan)])[0]
+    videos = dict(zip(plan.languages, _stage("compose", lambda: [
         compose_task.submit(plan, lang, clips, narrations[lang], bed) for lang in plan.languages
     ]), strict=True))
 

@@ -45,6 +45,7 @@ class SceneInput:
     narration_seconds: float
     sentences: list[SentenceTiming]
     caption: str | None = None
+    clip_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,39 +177,58 @@ def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
     """A clip played at most `max_slowdown` times slower, then held, cut to `seconds`."""
     slowdown = min(options.max_slowdown, max(1.0, seconds / scene.clip_seconds))
     w, h = options.width, options.height
-    return (ffmpeg.input(str(scene.clip)).video
+    clip = (ffmpeg.input(str(scene.clip)).video
             .filter("setpts", f"(PTS-STARTPTS)*{slowdown:.5f}")
-            .filter("fps", options.fps)
-            .filter("scale", w, h, force_original_aspect_ratio="decrease")
-            .filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color=background)
-            .filter("setsar", 1)
-            .filter("tpad", stop_mode="clone", stop_duration=seconds + 1)
+            .filter("fps", options.fps))
+    if scene.clip_size != (w, h):   # letterbox a clip of another size; never stretch it
+        clip = (clip.filter("scale", w, h, force_original_aspect_ratio="decrease")
+                .filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color=background)
+                .filter("setsar", 1))
+    return (clip.filter("tpad", stop_mode="clone", stop_duration=seconds + 1)
             .filter("trim", duration=seconds)
             .filter("setpts", "PTS-STARTPTS")
             .filter("settb", "AVTB")
             .filter("format", "yuv420p"))
 
 
+def _scene_sequence(job: ComposeJob, timeline: Timeline) -> ffmpeg.nodes.FilterableStream:
+    """The fitted clips joined by the profile's transition, scene i starting at slot i."""
+    options, last = job.options, len(job.scenes) - 1
+    kind = options.transition if last > 0 and options.transition_s > 0 else "cut"
+    fade = options.transition_s
+    clips = []
+    for index, (scene, slot) in enumerate(zip(job.scenes, timeline.slots, strict=True)):
+        overlap = fade if kind == "crossfade" and index < last else 0.0
+        clip = _fitted_clip(scene, slot.length + overlap, options, job.style.colors.background)
+        if kind == "dip":   # fade out to the style colour and back in: cheap, no overlap
+            colour = job.style.colors.background
+            half = min(fade / 2, slot.length / 4)
+            if index > 0:
+                clip = clip.filter("fade", type="in", start_time=0, duration=half, color=colour)
+            if index < last:
+                clip = clip.filter("fade", type="out", start_time=round(slot.length - half, 4),
+                                   duration=half, color=colour)
+        clips.append(clip)
+    if kind != "crossfade":
+        return ffmpeg.concat(*clips, v=1, a=0) if len(clips) > 1 else clips[0]
+    video = clips[0]
+    for clip, slot in zip(clips[1:], timeline.slots[1:], strict=True):
+        video = ffmpeg.filter([video, clip], "xfade", transition="fade", duration=fade,
+                              offset=round(slot.start, 4))
+    return video
+
+
 def _encode_args(job: ComposeJob, timeline: Timeline, master: Path, subtitles: Path,
                  out: Path) -> list[str]:
     options = job.options
-    fade = options.transition_s if len(job.scenes) > 1 else 0.0
-    clips = []
-    for index, (scene, slot) in enumerate(zip(job.scenes, timeline.slots, strict=True)):
-        overlap = fade if index < len(job.scenes) - 1 else 0.0
-        clips.append(_fitted_clip(scene, slot.length + overlap, options,
-                                  job.style.colors.background))
-    video = clips[0]
-    for clip, slot in zip(clips[1:], timeline.slots[1:], strict=True):
-        video = (ffmpeg.filter([video, clip], "xfade", transition="fade", duration=fade,
-                               offset=round(slot.start, 4))
-                 if fade > 0 else ffmpeg.concat(video, clip, v=1, a=0))
-    video = video.filter("ass", str(subtitles))
+    video = _scene_sequence(job, timeline).filter("ass", str(subtitles))
     audio = (ffmpeg.input(str(master)).audio
              .filter("aformat", sample_rates=SAMPLE_RATE, channel_layouts="stereo"))
+    # aac_coder=fast: four times faster than the default two-loop search, same loudness and
+    # no audible difference at this bitrate; the encode runs on ffmpeg's main thread.
     stream = ffmpeg.output(
         video, audio, str(out), format="mp4", vcodec="libx264", preset=options.preset,
-        crf=options.crf, pix_fmt="yuv420p", r=options.fps, acodec="aac",
+        crf=options.crf, pix_fmt="yuv420p", r=options.fps, acodec="aac", aac_coder="fast",
         audio_bitrate=f"{options.audio_bitrate_k}k", ar=SAMPLE_RATE, movflags="+faststart",
         t=round(timeline.duration, 3),
         **{"metadata:s:a:0": f"language={job.language.iso639_2}"})

@@ -150,7 +150,7 @@ def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: l
     scenes = [SceneInput(clip=clip.path, clip_seconds=float(clip.info["seconds"]),
                          narration=voice.path, narration_seconds=float(voice.info["seconds"]),
                          sentences=[SentenceTiming(**s) for s in voice.info["sentences"]],
-                         caption=text.caption)
+                         caption=text.caption, clip_size=_size(clip.info))
               for clip, voice, text in zip(clips, narrations, lines, strict=True)]
     title = plan.loaded.title(language)
     job = ComposeJob(language=lang, title=title, scenes=scenes, style=plan.style,
@@ -168,6 +168,10 @@ def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: l
     facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness}
     write_text_atomic(stamp, json.dumps({"key": key, "files": files, "result": facts}, indent=1))
     return result, False
+
+
+def _size(info: dict) -> tuple[int, int] | None:
+    return (info["width"], info["height"]) if "width" in info and "height" in info else None
 
 
 def _paths(out_dir: Path) -> dict[str, Path]:

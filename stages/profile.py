@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -43,6 +43,8 @@ class ComposeOptions(BaseModel):
     fps: int = Field(24, ge=10, le=60)
     loudness_lufs: float = Field(-16.0, ge=-31, le=-9)
     true_peak_db: float = Field(-1.5, ge=-9, le=-0.5)
+    transition: Literal["crossfade", "dip", "cut"] = Field(
+        "crossfade", description="between scenes: cross-fade, dip through the style colour, cut")
     transition_s: float = Field(0.5, ge=0, le=2)
     lead_s: float = Field(0.4, ge=0, le=3, description="silence before a scene's narration")
     pause_s: float = Field(0.8, ge=0, le=5, description="silence after a scene's narration")

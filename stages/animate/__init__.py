@@ -40,7 +40,8 @@ class AnimateBackend(Backend):
     Options = AnimateOptions
 
     def animate(self, request: ClipRequest, out: Path) -> dict[str, Any]:
-        """Write an H.264 MP4 clip to `out`; return at least `fps`, `frames` and `seconds`."""
+        """Write an H.264 MP4 clip to `out`; return `fps`, `frames`, `seconds`, `width` and
+        `height` (compose letterboxes clips of another size)."""
         raise NotImplementedError
 
 

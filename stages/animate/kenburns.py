@@ -75,4 +75,5 @@ class KenBurnsBackend(AnimateBackend):
                     "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(options.crf),
                     "-an", "-f", "mp4", str(out)], what="animating a scene")
         return {"move": move, "fps": options.fps, "frames": options.frames,
-                "seconds": options.frames / options.fps}
+                "seconds": options.frames / options.fps, "width": options.width,
+                "height": options.height}

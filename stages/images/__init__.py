@@ -20,8 +20,8 @@ from stages.style import Style, rgb
 class ImageOptions(BackendOptions):
     """Keys every images backend accepts (DESIGN.md: steps, width, height, seed)."""
 
-    width: int = Field(1920, ge=64, le=4096, multiple_of=8)
-    height: int = Field(1080, ge=64, le=4096, multiple_of=8)
+    width: int = Field(1920, ge=64, le=4096, multiple_of=2)
+    height: int = Field(1080, ge=64, le=4096, multiple_of=2)
     seed: int | None = Field(None, ge=0, description="fixed seed; default: derived per scene")
 
 
