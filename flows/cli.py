@@ -124,8 +124,11 @@ def _run_with_progress(work: Callable[[], dict[str, Any]], verbose: bool) -> dic
             ids[stage.key] = bars.add_task(stage.label, total=stage.total)
         bars.update(ids[stage.key], completed=stage.completed, total=stage.total)
 
-    def log(stage: StageProgress) -> None:
-        if stage.completed >= stage.total:
+    finished: set[str] = set()
+
+    def log(stage: StageProgress) -> None:   # no terminal (CI, a pipe): one line per stage
+        if stage.completed >= stage.total and stage.key not in finished:
+            finished.add(stage.key)
             click.echo(f"{stage.label}: done", err=True)
 
     stop = PROGRESS.listen(show if sys.stderr.isatty() else log)
