@@ -10,11 +10,19 @@ from stages.plan import BuildPlan
 
 def disclosure(plan: BuildPlan) -> str:
     stages = plan.profile.stages
+    voice = "a stock synthetic voice" if not _clones(plan) else (
+        f"the cloned voice '{plan.loaded.script.voice}'")
     return (f"Synthetic media made with sopreel from the script '{plan.loaded.script.id}': "
             f"images by {stages['images'].backend}, motion by {stages['animate'].backend}, "
-            f"narration by {stages['narrate'].backend} "
-            f"({'stock voice' if plan.loaded.script.voice == 'stock' else 'cloned voice'}), "
+            f"narration by {stages['narrate'].backend} in {voice}, "
             f"music by {stages['music'].backend if plan.loaded.script.music else 'none'}.")
+
+
+def _clones(plan: BuildPlan) -> bool:
+    from stages import narrate
+
+    backend = narrate.BACKENDS.get(plan.profile.stages["narrate"].backend)
+    return plan.loaded.script.voice != "stock" and backend.clones_voices
 
 
 def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
@@ -50,5 +58,13 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                if script.script.voice == "stock" else "see voices/ consent record"},
         licenses=[{"backend": b, "model": m, "license": lic} for b, m, lic in licenses],
         disclosure=disclosure(plan),
-        warnings=list(script.warnings),
+        warnings=[*script.warnings, *_voice_warnings(plan)],
     )
+
+
+def _voice_warnings(plan: BuildPlan) -> list[str]:
+    voice, backend = plan.loaded.script.voice, plan.profile.stages["narrate"].backend
+    if voice != "stock" and not _clones(plan):
+        return [f"voice {voice!r}: the {backend} narrator does not clone voices, so this "
+                "build speaks with the stock voice"]
+    return []

@@ -202,3 +202,14 @@ def test_music_from_a_file(tmp_path, tiny_profile):
                      tmp_path / "out", tiny_profile)
     assert manifest["music"]["backend"] == "file"
     assert manifest["music"]["info"]["source"] == "bed.mp3"
+
+
+def test_enrolled_voice_in_draft_speaks_stock_and_says_so(tmp_path, tiny_profile):
+    voices = tmp_path / "voices"
+    (voices / "anna").mkdir(parents=True)
+    (voices / "anna" / "voice.yaml").write_text("name: Anna Chen\n")
+    script = write_script(tmp_path, base_script(voice="anna", music=None))
+    manifest = build(script, tmp_path / "out", tiny_profile, "--voices-dir", str(voices))
+    assert manifest["voice"]["id"] == "anna"
+    assert any("does not clone voices" in warning for warning in manifest["warnings"])
+    assert "stock synthetic voice" in manifest["disclosure"]
