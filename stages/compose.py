@@ -25,6 +25,7 @@ import ffmpeg
 import numpy as np
 
 from stages.assets import atomic_path, write_text_atomic
+from stages.errors import MediaError
 from stages.languages import Language
 from stages.media import SAMPLE_RATE, loudness, read_wav, run_ffmpeg, write_wav
 from stages.profile import ComposeOptions
@@ -108,7 +109,7 @@ def lay_narration(scenes: list[SceneInput], timeline: Timeline, out: Path) -> No
     for scene, slot in zip(scenes, timeline.slots, strict=True):
         samples, rate = read_wav(scene.narration)
         if rate != SAMPLE_RATE:
-            raise ValueError(f"{scene.narration.name}: narration must be {SAMPLE_RATE} Hz")
+            raise MediaError(f"{scene.narration.name}: narration must be {SAMPLE_RATE} Hz")
         rms = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
         if rms > 0:
             samples = samples * (10 ** (NARRATION_RMS_DB / 20) / rms)

@@ -52,6 +52,12 @@ class StyleError(InputFileError):
     kind = "style"
 
 
+class DataFileError(InputFileError):
+    """One of sopreel's own data files (templates/languages.yaml) is broken."""
+
+    kind = "data file"
+
+
 class UnknownNameError(SopreelError):
     """A name looked up in a registry (backend, profile, style, language) that does not exist."""
 

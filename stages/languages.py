@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stages.errors import ProfileError, UnknownNameError
+from stages.errors import DataFileError, UnknownNameError
 from stages.paths import TEMPLATES
 from stages.yamlfile import load_yaml, problems_from
 
@@ -34,13 +34,13 @@ class Language(BaseModel):
 def languages() -> dict[str, Language]:
     """All supported languages by canonical code."""
     path = TEMPLATES / "languages.yaml"
-    located = load_yaml(path, ProfileError)
+    located = load_yaml(path, DataFileError)
     result = {}
     for code, entry in located.data.items():
         try:
             result[code] = Language.model_validate({"code": code, **entry})
         except ValidationError as exc:
-            raise ProfileError(path, problems_from(exc, Language, located, (code,))) from None
+            raise DataFileError(path, problems_from(exc, Language, located, (code,))) from None
     return result
 
 

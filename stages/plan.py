@@ -9,15 +9,18 @@ them from tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stages import animate, images, languages, music, narrate
 from stages.assets import Asset, AssetStore, file_sha256, recipe_key, write_text_atomic
 from stages.compose import ComposeJob, ComposeResult, SceneInput, compose
 from stages.languages import Language
-from stages.profile import Profile
+from stages.profile import REGISTRIES, Profile
 from stages.registry import Backend, LoadedBackends
 from stages.script import LoadedScript
 from stages.style import Style, load_style
@@ -66,58 +69,61 @@ def plan_build(loaded: LoadedScript, profile: Profile, out_root: Path) -> BuildP
                      out_dir=out_root / script.id, scenes=scenes, languages=loaded.languages)
 
 
-def _backend(plan: BuildPlan, stage: str, registry, loaded: LoadedBackends) -> Backend:
+def _backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
     choice = plan.profile.stages[stage]
-    return loaded.get(registry, choice.backend, choice.options)
+    return loaded.get(REGISTRIES[stage], choice.backend, choice.options)
 
 
-def _record(asset: Asset, backend: Backend | None, **extra) -> Asset:
-    """Remember which backend made an asset, for the manifest."""
-    facts = {"backend": backend.name if backend else "file", "model": backend.model if backend
-             else None, "license": backend.license if backend else None, **extra}
-    return Asset(asset.stage, asset.key, asset.path, asset.sha256, asset.cached,
-                 {**asset.info, **facts})
+def _produce(plan: BuildPlan, stage: str, recipe: dict[str, Any], suffix: str,
+             make: Callable[[Path], dict[str, Any]], backend: Backend | None,
+             **facts: Any) -> Asset:
+    """Produce (or reuse) an asset and note what made it: a backend, or a supplied file."""
+    asset = plan.store.produce(stage, recipe, suffix, make)
+    made_by = {"backend": backend.name if backend else "file",
+               "model": backend.model if backend else None,
+               "license": backend.license if backend else None}
+    return dataclasses.replace(asset, info={**asset.info, **made_by, **facts})
+
+
+def _generate(plan: BuildPlan, stage: str, backend: Backend, request: Any, suffix: str,
+              make: Callable[[Path], dict[str, Any]], **facts: Any) -> Asset:
+    """An asset a backend makes from a request, keyed by the backend's identity and request."""
+    recipe = {"backend": backend.identity(), "request": request}
+    return _produce(plan, stage, recipe, suffix, make, backend, **facts)
 
 
 def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends) -> Asset:
     """The scene's still: the supplied photo letterboxed, or the backend's generated image."""
-    backend: images.ImageBackend = _backend(plan, "images", images.BACKENDS, loaded)
+    backend: images.ImageBackend = _backend(plan, "images", loaded)
     size = backend.options.width, backend.options.height
     if scene.photo is not None:
-        colour = plan.style.colors.background
-        recipe = {"photo": scene.photo, "size": size, "background": colour, "version": 1}
-        asset = plan.store.produce("images", recipe, ".png",
-                                   lambda out: images.letterbox(scene.photo, out, *size, colour))
-        return _record(asset, None, seed=None)
+        photo, colour = scene.photo, plan.style.colors.background
+        recipe = {"photo": photo, "size": size, "background": colour, "version": 1}
+        return _produce(plan, "images", recipe, ".png",
+                        lambda out: images.letterbox(photo, out, *size, colour), None, seed=None)
     request = images.ImageRequest(scene_id=scene.id, step=scene.index + 1,
                                   steps=len(plan.scenes), visual=scene.visual, style=plan.style,
                                   seed=scene.seed)
-    recipe = {"backend": backend.identity(), "request": request}
-    asset = plan.store.produce("images", recipe, ".png",
-                               lambda out: backend.generate(request, out))
-    return _record(asset, backend, seed=scene.seed)
+    return _generate(plan, "images", backend, request, ".png",
+                     lambda out: backend.generate(request, out), seed=scene.seed)
 
 
 def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, loaded: LoadedBackends) -> Asset:
-    backend: animate.AnimateBackend = _backend(plan, "animate", animate.BACKENDS, loaded)
+    backend: animate.AnimateBackend = _backend(plan, "animate", loaded)
     request = animate.ClipRequest(image=image.path, motion=scene.motion,
                                   prompt=plan.style.prompt(scene.motion or scene.visual),
                                   seed=scene.seed)
-    recipe = {"backend": backend.identity(), "request": request}
-    asset = plan.store.produce("animate", recipe, ".mp4",
-                               lambda out: backend.animate(request, out))
-    return _record(asset, backend, seed=scene.seed)
+    return _generate(plan, "animate", backend, request, ".mp4",
+                     lambda out: backend.animate(request, out), seed=scene.seed)
 
 
 def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,
                    loaded: LoadedBackends) -> Asset:
-    backend: narrate.NarrateBackend = _backend(plan, "narrate", narrate.BACKENDS, loaded)
+    backend: narrate.NarrateBackend = _backend(plan, "narrate", loaded)
     request = narrate.NarrationRequest(sentences=plan.sentences(scene, language),
                                        language=language, voice=plan.loaded.script.voice)
-    recipe = {"backend": backend.identity(), "request": request}
-    asset = plan.store.produce("narrate", recipe, ".wav",
-                               lambda out: backend.narrate(request, out))
-    return _record(asset, backend, language=language)
+    return _generate(plan, "narrate", backend, request, ".wav",
+                     lambda out: backend.narrate(request, out), language=language)
 
 
 def make_music(plan: BuildPlan, loaded: LoadedBackends) -> Asset | None:
@@ -127,15 +133,13 @@ def make_music(plan: BuildPlan, loaded: LoadedBackends) -> Asset | None:
         return None
     source = plan.loaded.music_path
     if source is not None:
-        asset = plan.store.produce("music", {"file": source, "version": 1}, ".wav",
-                                   lambda out: music.prepare_file(source, out))
-        return _record(asset, None)
-    backend: music.MusicBackend = _backend(plan, "music", music.BACKENDS, loaded)
-    seed = images.scene_seed(script.id, "music")
-    request = music.MusicRequest(prompt=script.music, seed=seed)
-    recipe = {"backend": backend.identity(), "request": request}
-    asset = plan.store.produce("music", recipe, ".wav", lambda out: backend.generate(request, out))
-    return _record(asset, backend, seed=seed, prompt=script.music)
+        return _produce(plan, "music", {"file": source, "version": 1}, ".wav",
+                        lambda out: music.prepare_file(source, out), None)
+    backend: music.MusicBackend = _backend(plan, "music", loaded)
+    request = music.MusicRequest(prompt=script.music, seed=images.scene_seed(script.id, "music"))
+    return _generate(plan, "music", backend, request, ".wav",
+                     lambda out: backend.generate(request, out), seed=request.seed,
+                     prompt=script.music)
 
 
 def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],

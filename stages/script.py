@@ -98,7 +98,7 @@ class Script(_Strict):
     title: Title
     language: LanguageCode
     languages: Annotated[list[LanguageCode], Field(min_length=1, max_length=40)] | None = None
-    voice: str = "stock"
+    voice: Annotated[str, Field(max_length=64)] = "stock"
     music: Annotated[str, Field(max_length=500)] | None = None
     style: str = "clean-industrial"
     scenes: Annotated[list[Scene], Field(min_length=1, max_length=200)]
