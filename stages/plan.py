@@ -27,7 +27,7 @@ from stages.style import Style, load_style
 from stages.text import split_sentences
 from stages.timeline import SentenceTiming
 
-COMPOSE_VERSION = 1
+COMPOSE_VERSION = 2   # bump when compose changes what it makes from the same inputs
 
 
 @dataclass(frozen=True)

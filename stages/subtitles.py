@@ -70,7 +70,8 @@ class Overlay:
 
 def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, style: Style,
            font: str, width: int, height: int) -> str:
-    """An ASS script with three styles: bottom subtitles, a caption bar, and the opening title."""
+    """An ASS script with three styles: bottom subtitles, a caption bar (top left), and the
+    opening title on a panel in the lower third, above the subtitles."""
     colours = style.colors
     size = round(height * 0.052)
     margin = round(height * 0.05)
@@ -87,7 +88,7 @@ def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, s
         f"{_ass_colour(colours.primary)},{dark},1,0,0,0,100,100,0,0,3,{max(2, size // 5)},0,7,"
         f"{margin},{margin},{margin},1",
         f"Style: Title,{font},{round(size * 1.35)},{white},{white},{panel},{dark},1,0,0,0,100,"
-        f"100,0,0,3,{max(3, size // 3)},0,5,{margin * 2},{margin * 2},{margin},1",
+        f"100,0,0,3,{max(3, size // 3)},0,2,{margin * 2},{margin * 2},{round(height * 0.27)},1",
     ]
     events = []
     for cue in cues:
