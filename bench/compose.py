@@ -13,11 +13,12 @@ Usage: .venv/bin/python bench/compose.py [SCRIPT] [--lang en]
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from bench_args import bench_arguments
 
 from stages import languages
 from stages.compose import SceneInput, lay_narration
@@ -29,8 +30,6 @@ from stages.registry import LoadedBackends
 from stages.script import load_script
 from stages.style import rgb
 from stages.timeline import SentenceTiming, build_timeline
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def prepare(script: Path, lang: str, out: Path):
@@ -119,11 +118,7 @@ def moviepy_compose(plan, lang: str, clips, voices, bed, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("script", nargs="?",
-                        default=str(ROOT / "templates/scripts/forklift-preshift.yaml"))
-    parser.add_argument("--lang", default="en")
-    args = parser.parse_args()
+    args = bench_arguments(__doc__)
     work = Path(tempfile.mkdtemp(prefix="sopreel-bench-compose-"))
     try:
         plan, clips, voices, bed = prepare(Path(args.script), args.lang, work)

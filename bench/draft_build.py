@@ -10,7 +10,6 @@ Usage: .venv/bin/python bench/draft_build.py [SCRIPT] [--lang en]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -21,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_args import ROOT, bench_arguments
+
 SOPREEL = ROOT / ".venv" / "bin" / "sopreel"
 PREFECT = ROOT / ".venv" / "bin" / "prefect"
 
@@ -74,11 +74,7 @@ def measure(script: Path, lang: str, env: dict[str, str], label: str) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("script", nargs="?",
-                        default=str(ROOT / "templates/scripts/forklift-preshift.yaml"))
-    parser.add_argument("--lang", default="en")
-    args = parser.parse_args()
+    args = bench_arguments(__doc__)
     home = tempfile.mkdtemp(prefix="sopreel-bench-prefect-")
     env = {**os.environ, "PREFECT_HOME": home}
     env.pop("PREFECT_API_URL", None)

@@ -96,6 +96,7 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
     logger = get_run_logger()
     loaded = load_script(script, only_languages=languages, voices=voices_dir)
     plan = plan_build(loaded, load_profile(profile), Path(out).absolute())
+    plan.store.sweep()
     scenes = plan.scenes
     logger.info("Building %s: %d scenes in %s with the %s profile", loaded.script.id,
                 len(scenes), ", ".join(plan.languages), plan.profile.name)

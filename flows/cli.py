@@ -7,6 +7,7 @@ fails in well under a second and writes nothing.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -29,6 +30,17 @@ def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except SopreelError as exc:
             click.secho(f"Error: {exc}", fg="red", err=True)
             sys.exit(EXIT_INVALID)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            click.secho(f"Error: the disk is full ({exc.filename or 'while writing'}); free "
+                        "some space and build again: finished assets are reused.", fg="red",
+                        err=True)
+            sys.exit(EXIT_INVALID)
+        except KeyboardInterrupt:
+            click.secho("Interrupted. Finished assets are kept; the next build reuses them.",
+                        fg="yellow", err=True)
+            sys.exit(130)
     return wrapper
 
 

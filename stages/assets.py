@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,3 +120,13 @@ class AssetStore:
         meta = {"key": key, "sha256": file_sha256(final), "info": info}
         write_text_atomic(meta_path, json.dumps(meta, ensure_ascii=False, indent=1))
         return Asset(stage, key, final, meta["sha256"], False, info)
+
+    def sweep(self, older_than_s: float = 3600) -> int:
+        """Delete temporary files a killed build left behind (old enough not to be in use)."""
+        cutoff, removed = time.time() - older_than_s, 0
+        for stray in self.root.glob(f"*/{TEMP_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                if stray.stat().st_mtime < cutoff:
+                    stray.unlink()
+                    removed += 1
+        return removed

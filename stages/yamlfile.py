@@ -23,6 +23,8 @@ from stages.errors import InputFileError, Problem
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 20_000
+PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
+              ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")}
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -126,6 +128,10 @@ class _Builder:
             raise self.error(self.located.path, [Problem(node.start_mark.line + 1, "",
                              f"has more than {MAX_NODES:,} values; is this really a script?")])
         self.located.lines.setdefault(loc, node.start_mark.line + 1)
+        if node.tag not in PLAIN_TAGS:
+            raise self.error(self.located.path, [Problem(node.start_mark.line + 1,
+                             format_loc(loc), f"the YAML tag {node.tag!r} is not allowed; "
+                             "write a plain value")])
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):

@@ -213,3 +213,13 @@ def test_enrolled_voice_in_draft_speaks_stock_and_says_so(tmp_path, tiny_profile
     assert manifest["voice"]["id"] == "anna"
     assert any("does not clone voices" in warning for warning in manifest["warnings"])
     assert "stock synthetic voice" in manifest["disclosure"]
+
+
+def test_progress_is_reported_per_stage(tmp_path, tiny_profile):
+    script = write_script(tmp_path, base_script(music=None))
+    result = CliRunner().invoke(main, ["build", str(script), "--profile", str(tiny_profile),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for stage in ("images: done", "animate: done", "narrate: done", "compose en: done"):
+        assert result.output.count(stage) == 1, result.output
+    assert f"en: {tmp_path / 'out' / 'test-sop' / 'en' / 'video.mp4'}" in result.output

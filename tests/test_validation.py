@@ -239,3 +239,17 @@ def test_templates_validate():
     for script in scripts:
         result = CliRunner().invoke(main, ["validate", str(script), "--profile", "draft"])
         assert result.exit_code == 0, result.output
+
+
+def test_yaml_tags_are_refused(tmp_path):
+    text = 'id: x\ntitle: !!python/object/apply:os.system ["echo hi"]\n'
+    message = refuse(write_script(tmp_path, text))
+    assert "script.yaml:2: title: the YAML tag" in message and "not allowed" in message
+
+
+def test_truncated_photo_is_refused_or_reported(tmp_path):
+    good = make_photo(tmp_path / "photos" / "cut.png", (64, 64))
+    good.write_bytes(good.read_bytes()[:60])
+    script = base_script()
+    script["scenes"][0]["image"] = "photos/cut.png"
+    assert "cut.png" in refuse(write_script(tmp_path, script))

@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages.errors import MediaError
 from stages.registry import Backend, BackendOptions, Registry
 from stages.style import Style, rgb
 
@@ -58,8 +59,11 @@ def scene_seed(script_id: str, scene_id: str) -> int:
 
 def letterbox(photo: Path, out: Path, width: int, height: int, background: str) -> dict[str, Any]:
     """Fit a supplied photo inside the frame without stretching; bars take the style colour."""
-    with Image.open(photo) as source:
-        image = ImageOps.exif_transpose(source).convert("RGB")
+    try:
+        with Image.open(photo) as source:
+            image = ImageOps.exif_transpose(source).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MediaError(f"The photo {photo.name} could not be decoded: {exc}") from None
     scale = min(width / image.width, height / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     canvas = Image.new("RGB", (width, height), rgb(background))
