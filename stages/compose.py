@@ -52,7 +52,7 @@ class SceneInput:
 @dataclass(frozen=True)
 class ComposeJob:
     language: Language
-    title: str
+    title: str | None
     scenes: list[SceneInput]
     style: Style
     options: ComposeOptions
@@ -168,7 +168,7 @@ def _ass(job: ComposeJob, timeline: Timeline) -> str:
                 for scene, slot in zip(job.scenes, timeline.slots, strict=True) if scene.caption]
     first = timeline.slots[0]
     titles = [Overlay(0.2, min(TITLE_SECONDS, first.end - 0.2),
-                      tuple(wrap_lines(job.title, language)))]
+                      tuple(wrap_lines(job.title, language)))] if job.title else []
     return to_ass(timeline.cues, captions, titles, style=job.style, font=language.font,
                   width=options.width, height=options.height)
 

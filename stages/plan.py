@@ -27,7 +27,7 @@ from stages.style import Style, load_style
 from stages.text import split_sentences
 from stages.timeline import SentenceTiming
 
-COMPOSE_VERSION = 2   # bump when compose changes what it makes from the same inputs
+COMPOSE_VERSION = 3   # bump when compose changes what it makes from the same inputs
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,8 @@ def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: l
     title = plan.loaded.title(language)
     job = ComposeJob(language=lang, title=title, scenes=scenes, style=plan.style,
                      options=plan.profile.compose, music=bed.path if bed else None,
-                     metadata={"title": title, "comment": "Made with sopreel",
+                     metadata={"title": title or plan.loaded.script.title,
+                               "comment": "Made with sopreel",
                                "language": lang.iso639_2})
     out_dir = plan.out_dir / language
     key = recipe_key("compose", {"job": job, "version": COMPOSE_VERSION})

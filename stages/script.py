@@ -129,9 +129,10 @@ class LoadedScript:
     def folder(self) -> Path:
         return self.path.parent
 
-    def title(self, language: str) -> str:
+    def title(self, language: str) -> str | None:
+        """The title in `language`; None when a translation has none (no title card then)."""
         translated = self._translation(language)
-        return (translated.title if translated and translated.title else self.script.title)
+        return self.script.title if translated is None else translated.title
 
     def lines(self, language: str) -> list[SceneLines]:
         """Narration and caption of every scene in `language`, in scene order."""
@@ -246,6 +247,9 @@ class _Checks:
                           f"block; add one with every scene's narration")
                 continue
             block = script.translations[key]
+            if block.title is None:
+                self.warnings.append(f"{code}: no translated title; the opening title card is "
+                                     "left out in that language")
             for scene in script.scenes:
                 text = block.scenes.get(scene.id)
                 if text is None or text.narration is None:

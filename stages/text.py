@@ -19,6 +19,7 @@ ABBREVIATIONS = {"e.g.", "i.e.", "etc.", "approx.", "no.", "mr.", "mrs.", "ms.",
                  "min.", "max.", "fig.", "st.", "co.", "inc."}
 CLOSING = set("，。！？、；：」』）》〉】〕,.!?;:)]}%’”…")
 OPENING = set("「『（《〈【〔([{‘“")
+CLAUSE_ENDS = set("，、；：。！？,;:!?")
 MAX_LINES = 2
 
 
@@ -128,6 +129,31 @@ def _hard_split(unit: str, limit: int) -> list[str]:
     return [unit] if width(unit) <= limit else _clusters_split(unit, limit)
 
 
+def _clauses(units: list[str], limit: int) -> list[str]:
+    """Chinese units merged into clauses (ending at ，、；：。！？) wherever a clause fits a line,
+    so lines break between clauses rather than inside a word when they can."""
+    merged: list[str] = []
+    current: list[str] = []
+    for unit in [*units, None]:
+        if unit is not None:
+            current.append(unit)
+        if unit is None or unit.rstrip()[-1:] in CLAUSE_ENDS:
+            clause = "".join(current)
+            merged.extend([clause] if width(clause) <= limit else current)
+            current = []
+    return merged
+
+
+def _balanced(units: list[str], separator: str, text: str, limit: int, count: int) -> list[str]:
+    """The narrowest fill of `units` into at most `count` lines, or [] if none fits."""
+    target = max(math.ceil(width(text) / count), *(min(width(u), limit) for u in units))
+    for trial in range(target, limit + 1):
+        lines = _fill(units, separator, trial)
+        if len(lines) <= count:
+            return lines
+    return []
+
+
 def wrap_lines(text: str, language: Language) -> list[str]:
     """Lines of at most `line_chars`, balanced so the lines of a cue have similar lengths."""
     units, separator = _units(text, language)
@@ -137,12 +163,11 @@ def wrap_lines(text: str, language: Language) -> list[str]:
     if count <= 1:
         return greedy
     count = math.ceil(count / MAX_LINES) * MAX_LINES if count > MAX_LINES else count
-    target = max(math.ceil(width(text) / count), *(min(width(u), limit) for u in units))
-    for trial in range(target, limit + 1):
-        lines = _fill(units, separator, trial)
-        if len(lines) <= count:
+    if language.writing == "han":   # prefer breaks between clauses, at no cost in lines
+        lines = _balanced(_clauses(units, limit), separator, text, limit, count)
+        if lines:
             return lines
-    return greedy
+    return _balanced(units, separator, text, limit, count) or greedy
 
 
 def cue_texts(sentence: str, language: Language) -> list[list[str]]:

@@ -114,3 +114,10 @@ def test_libass_shows_override_tags_as_text(tmp_path):
     rows = np.flatnonzero(frame.max(axis=1) > 128)
     assert rows.size and rows.min() > 90, "text must stay at the bottom, at its normal size"
     assert rows.max() - rows.min() < 40
+
+
+def test_chinese_lines_break_between_clauses_when_they_can():
+    cues = cue_texts("在開始任何維修工作之前，必須先隔離所有能源，"
+                     "包括電力、氣壓和液壓，並釋放儲存的能量。", ZH)
+    assert cues == [["在開始任何維修工作之前，", "必須先隔離所有能源，"],
+                    ["包括電力、氣壓和液壓，", "並釋放儲存的能量。"]]
