@@ -24,6 +24,17 @@ def refuse(script: Path, *args: str, out: Path | None = None) -> str:
     return result.output
 
 
+def refuse_scene(folder: Path, index: int, **changes: object) -> str:
+    """Refusal of the base script with one scene's fields changed (None deletes a field)."""
+    script = base_script()
+    for key, value in changes.items():
+        if value is None:
+            del script["scenes"][index][key]
+        else:
+            script["scenes"][index][key] = value
+    return refuse(write_script(folder, script))
+
+
 def test_valid_script_passes(tmp_path):
     result = CliRunner().invoke(main, ["validate", str(write_script(tmp_path, base_script()))])
     assert result.exit_code == 0, result.output
@@ -31,9 +42,7 @@ def test_valid_script_passes(tmp_path):
 
 
 def test_unknown_key_names_line_and_suggests(tmp_path):
-    script = base_script()
-    script["scenes"][1]["narraton"] = "typo"
-    message = refuse(write_script(tmp_path, script))
+    message = refuse_scene(tmp_path, 1, narraton="typo")
     assert "script.yaml:" in message and "scenes[1].narraton" in message
     assert "did you mean 'narration'?" in message
     line = int(re.search(r"script\.yaml:(\d+): scenes\[1\]", message).group(1))
@@ -47,23 +56,17 @@ def test_unknown_top_level_key(tmp_path):
 
 
 def test_duplicate_scene_ids(tmp_path):
-    script = base_script()
-    script["scenes"][1]["id"] = "isolate"
-    message = refuse(write_script(tmp_path, script))
+    message = refuse_scene(tmp_path, 1, id="isolate")
     assert "scenes[1].id" in message and "duplicate scene id 'isolate'" in message
 
 
 def test_wrong_type(tmp_path):
-    script = base_script()
-    script["scenes"][0]["narration"] = 42
-    message = refuse(write_script(tmp_path, script))
+    message = refuse_scene(tmp_path, 0, narration=42)
     assert "scenes[0].narration" in message and "valid string" in message and "42" in message
 
 
 def test_missing_required_field(tmp_path):
-    script = base_script()
-    del script["scenes"][0]["narration"]
-    assert "scenes[0].narration: is required" in refuse(write_script(tmp_path, script))
+    assert "scenes[0].narration: is required" in refuse_scene(tmp_path, 0, narration=None)
 
 
 def test_unknown_language_suggests(tmp_path):
@@ -79,18 +82,14 @@ def test_unsafe_script_id(tmp_path, bad_id):
 
 
 def test_missing_photo(tmp_path):
-    script = base_script()
-    script["scenes"][0]["image"] = "photos/nope.jpg"
-    message = refuse(write_script(tmp_path, script))
+    message = refuse_scene(tmp_path, 0, image="photos/nope.jpg")
     assert "scenes[0].image" in message and "file not found" in message
 
 
 def test_photo_that_is_not_an_image(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "fake.jpg").write_text("not a jpeg")
-    script = base_script()
-    script["scenes"][0]["image"] = "photos/fake.jpg"
-    assert "not an image" in refuse(write_script(tmp_path, script))
+    assert "not an image" in refuse_scene(tmp_path, 0, image="photos/fake.jpg")
 
 
 @pytest.mark.parametrize("path", ["../outside.png", "/etc/passwd", "photos/../../outside.png"])
@@ -164,9 +163,7 @@ def test_invalid_yaml_syntax(tmp_path):
 
 
 def test_oversized_field(tmp_path):
-    script = base_script()
-    script["scenes"][0]["caption"] = "x" * 500
-    message = refuse(write_script(tmp_path, script))
+    message = refuse_scene(tmp_path, 0, caption="x" * 500)
     assert "scenes[0].caption" in message and "the limit is 120 characters" in message
 
 
@@ -177,9 +174,7 @@ def test_oversized_file(tmp_path):
 
 
 def test_control_character(tmp_path):
-    script = base_script()
-    script["scenes"][0]["narration"] = "Switch off\x07 now."
-    assert "control character U+0007" in refuse(write_script(tmp_path, script))
+    assert "control character U+0007" in refuse_scene(tmp_path, 0, narration="Off\x07 now.")
 
 
 def test_all_problems_reported_at_once(tmp_path):
@@ -250,6 +245,4 @@ def test_yaml_tags_are_refused(tmp_path):
 def test_truncated_photo_is_refused_or_reported(tmp_path):
     good = make_photo(tmp_path / "photos" / "cut.png", (64, 64))
     good.write_bytes(good.read_bytes()[:60])
-    script = base_script()
-    script["scenes"][0]["image"] = "photos/cut.png"
-    assert "cut.png" in refuse(write_script(tmp_path, script))
+    assert "cut.png" in refuse_scene(tmp_path, 0, image="photos/cut.png")
