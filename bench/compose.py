@@ -123,7 +123,7 @@ def main() -> None:
     try:
         plan, clips, voices, bed = prepare(Path(args.script), args.lang, work)
         started = time.perf_counter()
-        result, _ = make_video(plan, args.lang, clips, voices, bed)
+        result = make_video(plan, args.lang, clips, voices, bed)
         ours = time.perf_counter() - started
         started = time.perf_counter()
         moviepy_compose(plan, args.lang, clips, voices, bed, work / "moviepy.mp4")

@@ -68,7 +68,7 @@ def music_task(plan: BuildPlan) -> Asset | None:
 
 @task(name="compose", cache_policy=NO_CACHE, task_run_name="compose-{language}")
 def compose_task(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],
-                 bed: Asset | None) -> tuple[ComposeResult, bool]:
+                 bed: Asset | None) -> ComposeResult:
     key = f"compose {language}"
     PROGRESS.begin(key, f"compose {language}", 1.0)
     result = make_video(plan, language, clips, narrations, bed,
@@ -77,13 +77,18 @@ def compose_task(plan: BuildPlan, language: str, clips: list[Asset], narrations:
     return result
 
 
-def _stage(name: str, submit: Callable[[], list[PrefectFuture]]) -> list[Any]:
-    """Run a stage's tasks, wait for them, then free the stage's backends before the next."""
+def _stage(name: str, submit: Callable[[], list[PrefectFuture]],
+           total: int | None = None) -> list[Any]:
+    """Run a stage's tasks, wait for them, then free the stage's backends before the next.
+
+    `total` starts the stage's progress bar, which its tasks advance.
+    """
+    if total is not None:
+        PROGRESS.begin(name, name, total)
     started = time.perf_counter()
     results = [future.result() for future in submit()]
     BACKENDS.release(name)
-    assets = [r for r in results if isinstance(r, Asset)]
-    reused = sum(asset.cached for asset in assets)
+    reused = sum(bool(getattr(result, "cached", False)) for result in results)
     get_run_logger().info("%s: %d done (%d reused) in %.1f s", name, len(results), reused,
                           time.perf_counter() - started)
     return results
@@ -101,14 +106,13 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
     logger.info("Building %s: %d scenes in %s with the %s profile", loaded.script.id,
                 len(scenes), ", ".join(plan.languages), plan.profile.name)
 
-    PROGRESS.begin("images", "images", len(scenes))
-    stills = _stage("images", lambda: [image_task.submit(plan, s) for s in scenes])
-    PROGRESS.begin("animate", "animate", len(scenes))
+    stills = _stage("images", lambda: [image_task.submit(plan, s) for s in scenes], len(scenes))
     clips = _stage("animate", lambda: [animate_task.submit(plan, s, still)
-                                       for s, still in zip(scenes, stills, strict=True)])
-    PROGRESS.begin("narrate", "narrate", len(scenes) * len(plan.languages))
+                                       for s, still in zip(scenes, stills, strict=True)],
+                   len(scenes))
     voices = _stage("narrate", lambda: [narrate_task.submit(plan, s, lang)
-                                        for lang in plan.languages for s in scenes])
+                                        for lang in plan.languages for s in scenes],
+                    len(scenes) * len(plan.languages))
     narrations = {lang: voices[i * len(scenes):(i + 1) * len(scenes)]
                   for i, lang in enumerate(plan.languages)}
     bed = _stage("music", lambda: [music_task.submit(plan)])[0]
@@ -118,7 +122,7 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
 
     manifest = build_manifest(plan, stills, clips, narrations, bed, videos)
     write_manifest(manifest, plan.out_dir / "manifest.json")
-    for lang, (result, _) in videos.items():
+    for lang, result in videos.items():
         logger.info("%s: %s (%.1f s)", lang, result.video, result.duration_s)
     return {"manifest": str(plan.out_dir / "manifest.json"),
-            "outputs": {lang: str(result.video) for lang, (result, _) in videos.items()}}
+            "outputs": {lang: str(result.video) for lang, result in videos.items()}}

@@ -68,6 +68,7 @@ class ComposeResult:
     duration_s: float
     cues: int
     loudness: dict[str, float]
+    cached: bool = False          # reused from an earlier build with identical inputs
 
 
 def compose(job: ComposeJob, out_dir: Path,

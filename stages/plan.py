@@ -143,11 +143,11 @@ def make_music(plan: BuildPlan, loaded: LoadedBackends) -> Asset | None:
 
 
 def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],
-               bed: Asset | None, on_progress=None) -> tuple[ComposeResult, bool]:
+               bed: Asset | None, on_progress=None) -> ComposeResult:
     """Compose one language's video from the scenes' clips and narrations.
 
-    Returns the result and whether it was reused: the finished files are stamped with the key
-    of everything they were made from, and an unchanged build is not encoded again.
+    The finished files are stamped with the key of everything they were made from, so an
+    unchanged build is not encoded again (the result then says `cached`).
     """
     lang: Language = languages.get(language)
     lines = plan.loaded.lines(language)
@@ -167,12 +167,12 @@ def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: l
     stamp = out_dir / ".compose.json"
     previous = _read_stamp(stamp)
     if previous and previous["key"] == key and _intact(out_dir, previous):
-        return ComposeResult(**{**previous["result"], **_paths(out_dir)}), True
+        return ComposeResult(**{**previous["result"], **_paths(out_dir)}, cached=True)
     result = compose(job, out_dir, on_progress=on_progress)
     files = {name: file_sha256(path) for name, path in _paths(out_dir).items()}
     facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness}
     write_text_atomic(stamp, json.dumps({"key": key, "files": files, "result": facts}, indent=1))
-    return result, False
+    return result
 
 
 def _size(info: dict) -> tuple[int, int] | None:

@@ -27,7 +27,7 @@ def _clones(plan: BuildPlan) -> bool:
 
 def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                    narrations: dict[str, list[Asset]], bed: Asset | None,
-                   videos: dict[str, tuple[ComposeResult, bool]]) -> Manifest:
+                   videos: dict[str, ComposeResult]) -> Manifest:
     root = plan.out_dir
     scenes = []
     for index, scene in enumerate(plan.scenes):
@@ -39,8 +39,9 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                           vtt=result.vtt.relative_to(root).as_posix(),
                           duration_s=result.duration_s, cues=result.cues,
                           loudness_lufs=result.loudness.get("integrated_lufs"),
-                          true_peak_dbtp=result.loudness.get("true_peak_dbtp"), cached=cached)
-        for lang, (result, cached) in videos.items()}
+                          true_peak_dbtp=result.loudness.get("true_peak_dbtp"),
+                          cached=result.cached)
+        for lang, result in videos.items()}
     every = [*stills, *clips, *(a for assets in narrations.values() for a in assets),
              *([bed] if bed else [])]
     licenses = sorted({(a.info.get("backend", "?"), a.info.get("model") or "",
