@@ -342,7 +342,8 @@ def _language_message(code: str) -> str:
 
 
 def _looks_like_path(value: str) -> bool:
-    return Path(value).suffix.lower() in AUDIO_SUFFIXES or ("/" in value and " " not in value)
+    """`music` names a file when it ends in an audio extension; anything else is a prompt."""
+    return Path(value).suffix.lower() in AUDIO_SUFFIXES
 
 
 def image_problem(path: Path) -> str | None:

@@ -38,7 +38,8 @@ def split_sentences(text: str, language: Language) -> list[str]:
         parts = _merge_short(text.split(" "), minimum=12)
     else:
         parts = _latin_sentences(text, language.sentence_end)
-    return [part.strip() for part in parts if part.strip()]
+    sentences = [part.strip() for part in parts if part.strip()]
+    return sentences or ([text] if text else [])   # e.g. narration that is only punctuation
 
 
 def _latin_sentences(text: str, enders: str) -> list[str]:

@@ -121,3 +121,8 @@ def test_chinese_lines_break_between_clauses_when_they_can():
                      "包括電力、氣壓和液壓，並釋放儲存的能量。", ZH)
     assert cues == [["在開始任何維修工作之前，", "必須先隔離所有能源，"],
                     ["包括電力、氣壓和液壓，", "並釋放儲存的能量。"]]
+
+
+def test_punctuation_only_narration_is_still_one_sentence():
+    assert split_sentences("。！", ZH) == ["。！"]
+    assert split_sentences("...", EN) == ["..."]
