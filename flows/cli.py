@@ -106,19 +106,21 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
 
 
 def _build_flow(verbose: bool) -> Callable[..., dict[str, Any]]:
-    _quiet_prefect(verbose)
+    _prefect_environment(verbose)
     from flows.build import build_video
     return build_video
 
 
-def _quiet_prefect(verbose: bool = False) -> None:
-    """Keep the terminal for the progress display; run logs still reach the Prefect API."""
-    if not verbose:
+def _prefect_environment(verbose: bool = False) -> None:
+    """Prefect settings for a command-line build (the user's own settings always win)."""
+    if not verbose:   # keep the terminal for progress; run logs still reach the Prefect API
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     if not os.environ.get("PREFECT_API_URL"):
-        # the temporary server lives only as long as this command: no UI to serve
+        # The temporary server lives only as long as this command: no UI to serve. Its first
+        # start on a new machine migrates a database, which can take over a minute.
         os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 
 
 def _run_with_progress(work: Callable[[], dict[str, Any]], verbose: bool) -> dict[str, Any]:
@@ -126,7 +128,7 @@ def _run_with_progress(work: Callable[[], dict[str, Any]], verbose: bool) -> dic
 
     from flows.progress import PROGRESS, StageProgress
 
-    _quiet_prefect(verbose)
+    _prefect_environment(verbose)
     bars = Progress(TextColumn("{task.description:<12}"), BarColumn(), TaskProgressColumn(),
                     TimeElapsedColumn(), transient=False, disable=not sys.stderr.isatty())
     ids: dict[str, Any] = {}
