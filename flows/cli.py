@@ -31,11 +31,14 @@ def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             click.secho(f"Error: {exc}", fg="red", err=True)
             sys.exit(EXIT_INVALID)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
+            if exc.errno == errno.ENOSPC:
+                message = (f"the disk is full ({exc.filename or 'while writing'}); free some "
+                           "space and build again: finished assets are reused.")
+            elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                message = f"cannot write {exc.filename or 'the output'}: {exc.strerror}."
+            else:
                 raise
-            click.secho(f"Error: the disk is full ({exc.filename or 'while writing'}); free "
-                        "some space and build again: finished assets are reused.", fg="red",
-                        err=True)
+            click.secho(f"Error: {message}", fg="red", err=True)
             sys.exit(EXIT_INVALID)
         except KeyboardInterrupt:
             click.secho("Interrupted. Finished assets are kept; the next build reuses them.",
