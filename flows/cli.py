@@ -100,7 +100,7 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
     languages = _split_langs(langs)
     load_script(script, only_languages=languages, voices=voices_dir)   # fail fast, write nothing
     load_profile(profile)
-    result = _run_with_progress(lambda: _build_flow(verbose)(
+    result = _run_with_progress(lambda: _build_flow()(
         script=str(script.absolute()), profile=profile, languages=languages,
         out=str(Path(out).absolute()), voices_dir=voices_dir), verbose)
     for lang, video in result["outputs"].items():
@@ -108,9 +108,8 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
     click.echo(f"manifest: {result['manifest']}")
 
 
-def _build_flow(verbose: bool) -> Callable[..., dict[str, Any]]:
-    _prefect_environment(verbose)
-    from flows.build import build_video
+def _build_flow() -> Callable[..., dict[str, Any]]:
+    from flows.build import build_video  # imports Prefect: after _prefect_environment
     return build_video
 
 

@@ -147,7 +147,7 @@ def mix_audio(narration: Path, music: Path | None, seconds: float, options: Comp
     run_ffmpeg(stream.get_args(), what="mixing narration and music")
 
 
-def master_loudness(mix: Path, options: ComposeOptions, out: Path) -> dict[str, float]:
+def master_loudness(mix: Path, options: ComposeOptions, out: Path) -> None:
     """Bring the mix to the loudness target with one linear gain; a limiter guards the peak.
 
     Linear gain keeps the ducking and the speech dynamics as mixed; the limiter only touches
@@ -159,7 +159,6 @@ def master_loudness(mix: Path, options: ComposeOptions, out: Path) -> dict[str, 
     run_ffmpeg(["-i", str(mix), "-af", f"volume={gain:.2f}dB,alimiter=limit={ceiling:.4f}:"
                 "attack=2:release=40:level=disabled", "-c:a", "pcm_s16le", "-ar",
                 str(SAMPLE_RATE), "-f", "wav", str(out)], what="levelling the mix")
-    return measured
 
 
 def _ass(job: ComposeJob, timeline: Timeline) -> str:

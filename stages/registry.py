@@ -38,7 +38,6 @@ class Backend:
 
     def __init__(self, options: BackendOptions):
         self.options = options
-        self._lock = threading.Lock()
 
     def load(self) -> None:
         """Load models or check tools; called once before the first use."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stages import narrate
 from stages.assets import Asset
 from stages.compose import ComposeResult
 from stages.manifest import AssetEntry, Manifest, OutputEntry, SceneEntry
@@ -19,8 +20,6 @@ def disclosure(plan: BuildPlan) -> str:
 
 
 def _clones(plan: BuildPlan) -> bool:
-    from stages import narrate
-
     backend = narrate.BACKENDS.get(plan.profile.stages["narrate"].backend)
     return plan.loaded.script.voice != "stock" and backend.clones_voices
 

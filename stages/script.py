@@ -125,10 +125,6 @@ class LoadedScript:
     music_path: Path | None               # when `music` names a file
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
-
     def title(self, language: str) -> str | None:
         """The title in `language`; None when a translation has none (no title card then)."""
         translated = self._translation(language)

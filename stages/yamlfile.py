@@ -150,9 +150,8 @@ class _Builder:
             if key in result:
                 raise self.error(self.located.path, [Problem(line, format_loc((*loc, key)),
                                  "appears twice in the same block; keep one")])
-            self.located.lines[(*loc, key)] = line
+            self.located.lines[(*loc, key)] = line   # the key's line, not its value's
             result[key] = self.build(value_node, (*loc, key))
-            self.located.lines[(*loc, key)] = line
         return result
 
 
