@@ -36,6 +36,7 @@ from stages.profile import load_profile
 from stages.registry import LoadedBackends
 from stages.report import build_manifest
 from stages.script import load_script
+from stages.voices import DEFAULT_USE
 
 BACKENDS = LoadedBackends()   # models loaded once per process, shared by a stage's tasks
 
@@ -96,11 +97,16 @@ def _stage(name: str, submit: Callable[[], list[PrefectFuture]],
 
 @flow(name="build-video", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
 def build_video(script: str, profile: str = "draft", languages: list[str] | None = None,
-                out: str = "outputs", voices_dir: str | None = None) -> dict[str, Any]:
-    """Build a training video per language from a sopreel script (see DESIGN.md)."""
+                out: str = "outputs", voices_dir: str | None = None,
+                use: str = DEFAULT_USE) -> dict[str, Any]:
+    """Build a training video per language from a sopreel script (see DESIGN.md).
+
+    `use` is what the video is for; a cloned voice's recorded consent must cover it.
+    """
     logger = get_run_logger()
     loaded = load_script(script, only_languages=languages, voices=voices_dir)
-    plan = plan_build(loaded, load_profile(profile), Path(out).absolute())
+    plan = plan_build(loaded, load_profile(profile), Path(out).absolute(), use=use,
+                      voices_folder=voices_dir)
     plan.store.sweep()
     scenes = plan.scenes
     logger.info("Building %s: %d scenes in %s with the %s profile", loaded.script.id,

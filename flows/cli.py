@@ -58,24 +58,45 @@ def main() -> None:
     in every language your workforce reads."""
 
 
+VOICES_DIR = click.option("--voices-dir", default=None, type=click.Path(file_okay=False),
+                          help="Folder of enrolled voices (default: $SOPREEL_VOICES_DIR, else "
+                               "the project's voices/).")
+USE = click.option("--use", default="training", show_default=True,
+                   help="What the video is for; a cloned voice's consent must cover this use.")
+
+
+def _check(script: Path, profile: str, languages: list[str] | None, voices_dir: str | None,
+           use: str) -> tuple[Any, dict[str, Any]]:
+    """Script, profile, consent and narrator checks, before Prefect is imported."""
+    from stages.plan import plan_build
+    from stages.profile import load_profile
+    from stages.script import load_script
+
+    loaded = load_script(script, only_languages=languages, voices=voices_dir)
+    plan = plan_build(loaded, load_profile(profile), Path("outputs"), use=use,
+                      voices_folder=voices_dir)
+    return loaded, plan.voicing
+
+
 @main.command()
 @click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--profile", default=None, help="Also check a profile: a name or a YAML path.")
 @click.option("--lang", "langs", default=None, help="Check only these languages, e.g. en,th.")
-@click.option("--voices-dir", default=None, help="Folder of enrolled voices (default voices/).")
+@VOICES_DIR
+@USE
 @_clean_errors
 def validate(script: Path, profile: str | None, langs: str | None,
-             voices_dir: str | None) -> None:
-    """Check a script (and optionally a profile) without building anything."""
-    from stages.profile import load_profile
-    from stages.script import load_script
+             voices_dir: str | None, use: str) -> None:
+    """Check a script (and optionally a profile) without building anything.
 
-    loaded = load_script(script, only_languages=_split_langs(langs), voices=voices_dir)
-    if profile:
-        load_profile(profile)
+    A script that names an enrolled voice is also checked against that voice's consent."""
+    loaded, voicing = _check(script, profile or "draft", _split_langs(langs), voices_dir, use)
     s = loaded.script
     click.echo(f"OK: {script} ({s.id}): {len(s.scenes)} scenes, languages "
                f"{', '.join(loaded.languages)}")
+    if s.voice != "stock":
+        for lang, plan in voicing.items():
+            click.echo(f"  {lang}: voice '{s.voice}': {plan.note}")
     for warning in loaded.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
 
@@ -88,24 +109,134 @@ def validate(script: Path, profile: str | None, langs: str | None,
               help="Build only these languages (comma-separated), e.g. en,th.")
 @click.option("--out", default="outputs", show_default=True, type=click.Path(file_okay=False),
               help="Output folder; the video lands in OUT/<script id>/<lang>/video.mp4.")
-@click.option("--voices-dir", default=None, help="Folder of enrolled voices (default voices/).")
+@VOICES_DIR
+@USE
 @click.option("--verbose", "-v", is_flag=True, help="Show Prefect's run logs.")
 @_clean_errors
 def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: str | None,
-          verbose: bool) -> None:
+          use: str, verbose: bool) -> None:
     """Build the training video for SCRIPT, one per language."""
-    from stages.profile import load_profile
-    from stages.script import load_script
-
     languages = _split_langs(langs)
-    load_script(script, only_languages=languages, voices=voices_dir)   # fail fast, write nothing
-    load_profile(profile)
+    _check(script, profile, languages, voices_dir, use)   # fail fast, write nothing
+    voices = str(Path(voices_dir).absolute()) if voices_dir else None
     result = _run_with_progress(lambda: _build_flow()(
         script=str(script.absolute()), profile=profile, languages=languages,
-        out=str(Path(out).absolute()), voices_dir=voices_dir), verbose)
+        out=str(Path(out).absolute()), voices_dir=voices, use=use), verbose)
     for lang, video in result["outputs"].items():
         click.echo(f"{lang}: {video}")
     click.echo(f"manifest: {result['manifest']}")
+
+
+@main.group()
+def voices() -> None:
+    """Enrol, inspect and revoke consented voices (voices/<id>/)."""
+
+
+@voices.command("add")
+@click.argument("voice_id", metavar="ID")
+@click.option("--name", required=True, help="The speaker's full name, as the statement says it.")
+@click.option("--reference", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A clean recording of the speaker, 3 s to 5 minutes.")
+@click.option("--consent", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The speaker reading their consent statement aloud.")
+@click.option("--statement", required=True,
+              help="The words of the consent statement; must name the speaker.")
+@click.option("--languages", "langs", required=True, help="Languages consented to, e.g. en,zh-TW.")
+@click.option("--uses", default="training", show_default=True,
+              help="Uses consented to, e.g. training,marketing.")
+@click.option("--expires", required=True, help="Last day of consent, YYYY-MM-DD.")
+@click.option("--organisation", default=None,
+              help="The organisation the consent is given to; the statement must name it too.")
+@VOICES_DIR
+@_clean_errors
+def voices_add(voice_id: str, name: str, reference: Path, consent: Path, statement: str,
+               langs: str, uses: str, expires: str, organisation: str | None,
+               voices_dir: str | None) -> None:
+    """Enrol a person's voice with their recorded consent."""
+    from stages import paths
+    from stages.voices import Enrolment, enrol
+
+    folder = paths.voices_dir(voices_dir)
+    record = enrol(folder, Enrolment(
+        voice_id=voice_id, name=name, reference=reference, consent=consent,
+        statement=statement, languages=_split_langs(langs) or [],
+        uses=_split_langs(uses) or [], expires=expires, organisation=organisation))
+    c = record.consent
+    click.echo(f"Enrolled '{record.id}' ({record.name}) in {folder / record.id}: "
+               f"{', '.join(c.languages)}; uses {', '.join(c.uses)}; until {c.expires}.")
+
+
+@voices.command("list")
+@VOICES_DIR
+@_clean_errors
+def voices_list(voices_dir: str | None) -> None:
+    """List enrolled voices and whether their consent is in force today."""
+    from stages import paths
+    from stages import voices as voice_records
+
+    folder = paths.voices_dir(voices_dir)
+    ids = voice_records.list_voice_ids(folder)
+    if not ids:
+        click.echo(f"No voices enrolled in {folder}.")
+    for voice_id in ids:
+        record = voice_records.load_voice(folder, voice_id)
+        reasons = voice_records.refusals(record, folder)
+        c = record.consent
+        status = "in force" if not reasons else "; ".join(reasons)
+        click.echo(f"{voice_id:<16} {record.name:<24} {','.join(c.languages):<14} "
+                   f"{','.join(c.uses):<12} until {c.expires}  {status}")
+
+
+@voices.command("show")
+@click.argument("voice_id", metavar="ID")
+@VOICES_DIR
+@_clean_errors
+def voices_show(voice_id: str, voices_dir: str | None) -> None:
+    """Show a voice's consent record and check its recordings."""
+    from stages import paths
+    from stages import voices as voice_records
+
+    folder = paths.voices_dir(voices_dir)
+    record = voice_records.load_voice(folder, voice_id)
+    c = record.consent
+    reasons = voice_records.refusals(record, folder)
+    for label, value in [
+            ("id", record.id), ("name", record.name), ("folder", folder / record.id),
+            ("reference", f"{record.reference.file} ({record.reference.seconds} s, sha256 "
+                          f"{record.reference.sha256[:16]}...)"),
+            ("consent", f"{c.recording.file} ({c.recording.seconds} s, sha256 "
+                        f"{c.recording.sha256[:16]}...)"),
+            ("statement", c.statement), ("organisation", c.organisation or "-"),
+            ("languages", ", ".join(c.languages)), ("uses", ", ".join(c.uses)),
+            ("granted", c.granted), ("expires", c.expires),
+            ("revoked", f"{c.revoked} {c.revoked_reason or ''}".strip() if c.revoked else "no"),
+            ("status", "in force" if not reasons else "; ".join(reasons))]:
+        click.echo(f"{label + ':':<14}{value}")
+
+
+@voices.command("revoke")
+@click.argument("voice_id", metavar="ID")
+@click.option("--reason", default=None, help="Why, for the record.")
+@click.option("--out", default="outputs", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder to search for builds that used the voice.")
+@VOICES_DIR
+@_clean_errors
+def voices_revoke(voice_id: str, reason: str | None, out: str, voices_dir: str | None) -> None:
+    """Revoke a voice's consent: every later build in this voice is refused."""
+    from stages import paths
+    from stages import voices as voice_records
+
+    folder = paths.voices_dir(voices_dir)
+    record = voice_records.revoke(folder, voice_id, reason)
+    click.echo(f"Revoked '{voice_id}' on {record.consent.revoked}; builds in this voice now "
+               "stop before any synthesis, cached narration included.")
+    used = voice_records.builds_using(voice_id, Path(out))
+    if used:
+        click.echo(f"Builds under {out} that used this voice (withdraw or rebuild them):")
+        for manifest in used:
+            click.echo(f"  {manifest.parent}  ({manifest})")
+    else:
+        click.echo(f"No builds under {out} used this voice.")
 
 
 def _build_flow() -> Callable[..., dict[str, Any]]:

@@ -52,6 +52,10 @@ class StyleError(InputFileError):
     kind = "style"
 
 
+class VoiceFileError(InputFileError):
+    kind = "voice record"
+
+
 class DataFileError(InputFileError):
     """One of sopreel's own data files (templates/languages.yaml) is broken."""
 
@@ -73,6 +77,10 @@ class UnknownNameError(SopreelError):
 
 class MediaError(SopreelError):
     """A media tool (ffmpeg, espeak-ng) failed or a media file is unusable."""
+
+
+class ConsentError(SopreelError):
+    """A cloned voice may not speak: enrolment was refused, or consent does not cover a use."""
 
 
 class MissingToolError(SopreelError):

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages import animate, images, languages, music, narrate
+from stages import animate, images, languages, music, narrate, voices
 from stages.assets import Asset, AssetStore, file_sha256, recipe_key, write_text_atomic
 from stages.compose import ComposeJob, ComposeResult, SceneInput, compose
+from stages.errors import ConsentError
 from stages.languages import Language
+from stages.paths import voices_dir
 from stages.profile import REGISTRIES, Profile
 from stages.registry import Backend, LoadedBackends
 from stages.script import LoadedScript
@@ -48,6 +50,14 @@ class BuildPlan:
     out_dir: Path
     scenes: list[ScenePlan]
     languages: list[str]
+    use: str = voices.DEFAULT_USE   # what the video is for: a cloned voice's consent must cover it
+    voices_dir: Path = dataclasses.field(default_factory=voices_dir)
+    voicing: dict[str, narrate.VoicePlan] = dataclasses.field(default_factory=dict)
+
+    @property
+    def clones(self) -> bool:
+        """The script names an enrolled voice (not 'stock')."""
+        return self.loaded.script.voice != "stock"
 
     @property
     def store(self) -> AssetStore:
@@ -58,15 +68,42 @@ class BuildPlan:
         return tuple(split_sentences(text, languages.get(language)))
 
 
-def plan_build(loaded: LoadedScript, profile: Profile, out_root: Path) -> BuildPlan:
+def plan_build(loaded: LoadedScript, profile: Profile, out_root: Path,
+               use: str = voices.DEFAULT_USE, voices_folder: str | Path | None = None) -> BuildPlan:
+    """Everything the build will make; refuses at once what consent or the narrator forbid."""
     script = loaded.script
     seed = getattr(profile.stages["images"].options, "seed", None)
     scenes = [ScenePlan(index=i, id=scene.id, visual=scene.visual or scene.caption or scene.id,
                         photo=loaded.image_paths.get(scene.id), motion=scene.motion,
                         seed=seed if seed is not None else images.scene_seed(script.id, scene.id))
               for i, scene in enumerate(script.scenes)]
-    return BuildPlan(loaded=loaded, profile=profile, style=load_style(script.style),
-                     out_dir=out_root / script.id, scenes=scenes, languages=loaded.languages)
+    plan = BuildPlan(loaded=loaded, profile=profile, style=load_style(script.style),
+                     out_dir=out_root / script.id, scenes=scenes, languages=loaded.languages,
+                     use=use, voices_dir=voices_dir(voices_folder))
+    return dataclasses.replace(plan, voicing=check_voice(plan))
+
+
+def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
+    """Before any work: consent covers every language, and the narrator can speak each one.
+
+    Returns how each language will be spoken. The same consent check runs again before every
+    narration (`make_narration`), so a revocation during a long build still stops it.
+    """
+    refused: dict[str, str] = {}
+    if plan.clones:
+        for language in plan.languages:
+            try:
+                voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language, plan.use)
+            except ConsentError as exc:
+                refused[language] = str(exc)
+    if refused:
+        allowed = [lang for lang in plan.languages if lang not in refused]
+        hint = (f"build only --lang {','.join(allowed)}, " if allowed else "") + (
+            "record new consent, or use voice: stock")
+        raise ConsentError("\n".join([*refused.values(), f"Nothing was built: {hint}."]))
+    choice = plan.profile.stages["narrate"]
+    narrator = narrate.BACKENDS.get(choice.backend)(choice.options)
+    return {lang: narrator.voice_plan(lang, plan.clones) for lang in plan.languages}
 
 
 def _backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
@@ -82,7 +119,8 @@ def _produce(plan: BuildPlan, stage: str, recipe: dict[str, Any], suffix: str,
     made_by = {"backend": backend.name if backend else "file",
                "model": backend.model if backend else None,
                "license": backend.license if backend else None}
-    return dataclasses.replace(asset, info={**asset.info, **made_by, **facts})
+    # What the backend reported wins: a narrator may hand a language to another model.
+    return dataclasses.replace(asset, info={**made_by, **asset.info, **facts})
 
 
 def _generate(plan: BuildPlan, stage: str, backend: Backend, request: Any, suffix: str,
@@ -119,11 +157,26 @@ def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, loaded: LoadedBac
 
 def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,
                    loaded: LoadedBackends) -> Asset:
+    """One scene's narration. A cloned voice passes the consent gate first, every time, even
+    when the narration is already cached: consent can be revoked between two builds."""
     backend: narrate.NarrateBackend = _backend(plan, "narrate", loaded)
+    reference, similarity = None, None
+    if plan.clones:
+        record = voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language,
+                                      plan.use)
+        if backend.voice_plan(language, clone=True).clones:
+            folder = voices.voice_folder(plan.voices_dir, record.id)
+            reference = folder / record.reference.file
+            similarity = backend.same_speaker_score(reference,
+                                                    folder / record.consent.recording.file)
+            threshold = backend.options.speaker_similarity  # type: ignore[attr-defined]
+            voices.check_same_speaker(record, similarity or 0.0, threshold)
     request = narrate.NarrationRequest(sentences=plan.sentences(scene, language),
-                                       language=language, voice=plan.loaded.script.voice)
+                                       language=language, voice=plan.loaded.script.voice,
+                                       reference=reference)
     return _generate(plan, "narrate", backend, request, ".wav",
-                     lambda out: backend.narrate(request, out), language=language)
+                     lambda out: backend.narrate(request, out), language=language,
+                     similarity=None if similarity is None else round(similarity, 4))
 
 
 def make_music(plan: BuildPlan, loaded: LoadedBackends) -> Asset | None:

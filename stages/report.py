@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from stages import narrate
+from typing import Any
+
+from stages import voices
 from stages.assets import Asset
 from stages.compose import ComposeResult
 from stages.manifest import AssetEntry, Manifest, OutputEntry, SceneEntry
 from stages.plan import BuildPlan
 
 
-def disclosure(plan: BuildPlan) -> str:
+def disclosure(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> str:
     stages = plan.profile.stages
-    voice = "a stock synthetic voice" if not _clones(plan) else (
-        f"the cloned voice '{plan.loaded.script.voice}'")
+    cloned = [lang for lang, assets in narrations.items() if _cloned(assets)]
+    voice = (f"the cloned voice '{plan.loaded.script.voice}' (with the speaker's recorded "
+             f"consent) in {', '.join(cloned)}" if cloned else "a stock synthetic voice")
     return (f"Synthetic media made with sopreel from the script '{plan.loaded.script.id}': "
             f"images by {stages['images'].backend}, motion by {stages['animate'].backend}, "
             f"narration by {stages['narrate'].backend} in {voice}, "
             f"music by {stages['music'].backend if plan.loaded.script.music else 'none'}.")
 
 
-def _clones(plan: BuildPlan) -> bool:
-    backend = narrate.BACKENDS.get(plan.profile.stages["narrate"].backend)
-    return plan.loaded.script.voice != "stock" and backend.clones_voices
+def _cloned(assets: list[Asset]) -> bool:
+    return any(a.info.get("cloned") for a in assets)
 
 
 def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
@@ -53,18 +55,34 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         outputs=outputs,
         scenes=scenes,
         music=AssetEntry.of(bed, root) if bed else None,
-        voice={"id": script.script.voice,
-               "consent": "not required: stock voices are not clones of a person"
-               if script.script.voice == "stock" else "see voices/ consent record"},
+        voice=_voice_entry(plan, narrations),
         licenses=[{"backend": b, "model": m, "license": lic} for b, m, lic in licenses],
-        disclosure=disclosure(plan),
-        warnings=[*script.warnings, *_voice_warnings(plan)],
+        disclosure=disclosure(plan, narrations),
+        warnings=[*script.warnings, *_voice_warnings(plan, narrations)],
     )
 
 
-def _voice_warnings(plan: BuildPlan) -> list[str]:
-    voice, backend = plan.loaded.script.voice, plan.profile.stages["narrate"].backend
-    if voice != "stock" and not _clones(plan):
-        return [f"voice {voice!r}: the {backend} narrator does not clone voices, so this "
-                "build speaks with the stock voice"]
-    return []
+def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[str, Any]:
+    """Who spoke each language, and for a cloned voice the consent that allowed it."""
+    spoken = {lang: {"voice": assets[0].info.get("voice"), "cloned": _cloned(assets),
+                     "model": assets[0].info.get("model"),
+                     "license": assets[0].info.get("license")}
+              for lang, assets in narrations.items()}
+    entry: dict[str, Any] = {"id": plan.loaded.script.voice, "use": plan.use, "spoken": spoken}
+    if not plan.clones:
+        return {**entry, "consent": "not required: stock voices are not clones of a person"}
+    record = voices.load_voice(plan.voices_dir, plan.loaded.script.voice)
+    scores = [a.info["similarity"] for assets in narrations.values() for a in assets
+              if a.info.get("similarity") is not None]
+    threshold = getattr(plan.profile.stages["narrate"].options, "speaker_similarity", None)
+    return {**entry, **record.describe(),
+            "consent": "recorded consent, checked before every synthesis and every reuse",
+            "similarity": {"score": min(scores), "threshold": threshold} if scores else None}
+
+
+def _voice_warnings(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> list[str]:
+    if not plan.clones:
+        return []
+    return [f"voice {plan.loaded.script.voice!r}, {lang}: spoken by the "
+            f"{assets[0].info.get('voice')}, not a clone" for lang, assets in narrations.items()
+            if not _cloned(assets)]

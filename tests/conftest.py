@@ -119,3 +119,45 @@ def parse_srt(text: str) -> list[dict[str, Any]]:
 def _seconds(stamp: str) -> float:
     hours, minutes, rest = stamp.replace(",", ".").split(":")
     return int(hours) * 3600 + int(minutes) * 60 + float(rest)
+
+
+def speak(path: Path, text: str, voice: str = "en-us") -> Path:
+    """A real spoken recording (espeak-ng), standing in for a person at a microphone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+    return path
+
+
+STATEMENT = ("I, Anna Chen, allow Acme Manufacturing to use recordings of my voice to make "
+             "training videos in English and Chinese until the end of 2027.")
+
+
+@pytest.fixture(scope="session")
+def recordings(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("recordings")
+    return {
+        "reference": speak(folder / "reference.wav", "Good morning. This is how I sound when I "
+                           "explain a safety procedure to my team on the shop floor."),
+        "consent": speak(folder / "consent.wav", STATEMENT),
+        "other": speak(folder / "other.wav", "Somebody else entirely is talking here, with a "
+                       "different voice and a different microphone.", voice="en+m3"),
+    }
+
+
+def enrol_anna(voices: Path, recordings: dict[str, Path], **overrides: Any):
+    from stages.voices import Enrolment, enrol
+
+    fields = {"voice_id": "anna", "name": "Anna Chen", "reference": recordings["reference"],
+              "consent": recordings["consent"], "statement": STATEMENT,
+              "languages": ["en", "zh-TW"], "uses": ["training"], "expires": "2099-12-31"}
+    return enrol(voices, Enrolment(**{**fields, **overrides}))
+
+
+@pytest.fixture(scope="session")
+def tiny_coqui_models(tmp_path_factory, recordings) -> dict[str, Path]:
+    """A tiny random-weight XTTS (clones) and VITS (a Thai route), built once per session."""
+    from tiny_coqui import build_vits, build_xtts
+
+    folder = tmp_path_factory.mktemp("coqui")
+    return {"xtts": build_xtts(folder / "xtts", recordings["reference"]),
+            "vits": build_vits(folder / "vits-th")}

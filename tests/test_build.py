@@ -15,6 +15,7 @@ from conftest import (
     TINY_PROFILE,
     base_script,
     ebur128,
+    enrol_anna,
     ffprobe,
     make_photo,
     parse_srt,
@@ -205,14 +206,14 @@ def test_music_from_a_file(tmp_path, tiny_profile):
     assert manifest["music"]["info"]["source"] == "bed.mp3"
 
 
-def test_enrolled_voice_in_draft_speaks_stock_and_says_so(tmp_path, tiny_profile):
+def test_enrolled_voice_in_draft_speaks_stock_and_says_so(tmp_path, tiny_profile, recordings):
     voices = tmp_path / "voices"
-    (voices / "anna").mkdir(parents=True)
-    (voices / "anna" / "voice.yaml").write_text("name: Anna Chen\n")
+    enrol_anna(voices, recordings)
     script = write_script(tmp_path, base_script(voice="anna", music=None))
     manifest = build(script, tmp_path / "out", tiny_profile, "--voices-dir", str(voices))
     assert manifest["voice"]["id"] == "anna"
-    assert any("does not clone voices" in warning for warning in manifest["warnings"])
+    assert manifest["voice"]["spoken"]["en"]["cloned"] is False
+    assert any("not a clone" in warning for warning in manifest["warnings"])
     assert "stock synthetic voice" in manifest["disclosure"]
 
 

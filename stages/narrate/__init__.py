@@ -6,6 +6,7 @@ scene lengths and subtitle cues.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,15 @@ class NarrationRequest(BaseModel):
     sentences: tuple[str, ...] = Field(min_length=1)
     language: str
     voice: str = "stock"
+    reference: Path | None = None   # the consented reference recording, when cloning
+
+
+@dataclass(frozen=True)
+class VoicePlan:
+    """How a narrator will speak one language: cloning the enrolled voice, or a stock voice."""
+
+    clones: bool
+    note: str
 
 
 class NarrateBackend(Backend):
@@ -35,6 +45,16 @@ class NarrateBackend(Backend):
     def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
         """Write a mono 48 kHz WAV to `out`; return `seconds` and `sentences` with spans."""
         raise NotImplementedError
+
+    def voice_plan(self, language: str, clone: bool) -> VoicePlan:
+        """How this backend will speak `language`, asked for a clone or not. Checked before any
+        work and without loading weights; raises `SopreelError` when it cannot speak it."""
+        return VoicePlan(False, f"stock voice of {self.name}"
+                         + (": this narrator does not clone voices" if clone else ""))
+
+    def same_speaker_score(self, reference: Path, consent: Path) -> float | None:
+        """Speaker similarity of two recordings, for backends that clone; None otherwise."""
+        return None
 
 
 def join_sentences(sentences: list[tuple[str, np.ndarray]], gap_s: float, out: Path,
@@ -64,5 +84,15 @@ def trim_silence(samples: np.ndarray, rate: int, threshold_db: float = -45.0,
     return samples[max(0, loud[0] - margin): loud[-1] + margin + 1]
 
 
+def resample(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Speech to 48 kHz by linear interpolation: plenty for upsampling a voice."""
+    if rate == SAMPLE_RATE:
+        return samples
+    count = round(len(samples) * SAMPLE_RATE / rate)
+    positions = np.arange(count) * (rate / SAMPLE_RATE)
+    return np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
+
+
 BACKENDS: Registry[NarrateBackend] = Registry("narrate", NarrateBackend)
 BACKENDS.register("espeak", "stages.narrate.espeak:EspeakBackend")
+BACKENDS.register("coqui", "stages.narrate.coqui:CoquiBackend")

@@ -10,18 +10,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from stages import languages
-from stages.media import SAMPLE_RATE, program, read_wav, run
+from stages.media import program, read_wav, run
 from stages.narrate import (
     NarrateBackend,
     NarrateOptions,
     NarrationRequest,
     join_sentences,
+    resample,
     trim_silence,
 )
+from stages.narrate.speech import speakable
 
 
 class EspeakOptions(NarrateOptions):
@@ -31,7 +32,7 @@ class EspeakOptions(NarrateOptions):
 
 class EspeakBackend(NarrateBackend):
     name = "espeak"
-    version = 1
+    version = 2   # 2: numbers, units and abbreviations read through speech.speakable
     license = "GPL-3.0-or-later (espeak-ng program; output is unrestricted)"
     Options = EspeakOptions
 
@@ -45,19 +46,12 @@ class EspeakBackend(NarrateBackend):
         with tempfile.TemporaryDirectory(prefix="sopreel-espeak-") as folder:
             for index, sentence in enumerate(request.sentences):
                 wav = Path(folder) / f"{index}.wav"
+                text = speakable(sentence, request.language)
                 run(["espeak-ng", "-v", voice, "-s", str(options.rate), "-p", str(options.pitch),
-                     "-w", str(wav), "--stdin"], stdin=sentence.encode("utf-8"),
+                     "-w", str(wav), "--stdin"], stdin=text.encode("utf-8"),
                     what=f"speaking {request.language} narration", timeout=120)
                 samples, rate = read_wav(wav)
-                spoken.append((sentence, _resample(trim_silence(samples, rate), rate)))
+                spoken.append((sentence, resample(trim_silence(samples, rate), rate)))
         info = join_sentences(spoken, options.gap_s, out)
-        return {**info, "voice": f"espeak-ng:{voice}"}
+        return {**info, "voice": f"stock voice espeak-ng:{voice}", "cloned": False}
 
-
-def _resample(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Band-limited enough for speech: espeak's 22.05 kHz to 48 kHz by linear interpolation."""
-    if rate == SAMPLE_RATE:
-        return samples
-    count = round(len(samples) * SAMPLE_RATE / rate)
-    positions = np.arange(count) * (rate / SAMPLE_RATE)
-    return np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)

@@ -1,0 +1,276 @@
+"""The studio narrate backend: coqui TTS, with XTTS cloning an enrolled, consenting voice.
+
+`model` is a coqui model name (`tts_models/multilingual/multi-dataset/xtts_v2`) or a local folder
+holding `config.json`, `model.pth` and, for XTTS, `vocab.json`: both load through coqui's own
+`TTS(...)` entry point. XTTS clones from the voice's reference recording in the languages it
+speaks; the stock voice there is one of the model's built-in speakers (`speaker`). A language
+the model lacks (XTTS speaks neither Thai nor Vietnamese) needs a route in `languages`: a coqui
+single-speaker model for it, e.g. `tts_models/tha/fairseq/vits`. Such a route speaks with that
+model's own (stock) voice, also for a cloned voice, and the manifest says so.
+
+Synthesis is per sentence, each sentence normalised for speech (`speech.speakable`) and seeded,
+so a re-run with the same inputs makes the same audio, and each sentence's measured span drives
+its subtitle.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from stages.assets import file_sha256
+from stages.errors import SopreelError
+from stages.narrate import (
+    NarrateBackend,
+    NarrateOptions,
+    NarrationRequest,
+    VoicePlan,
+    join_sentences,
+    resample,
+    trim_silence,
+)
+from stages.narrate.speech import speakable
+
+# XTTS-v2's languages (its config.json); used before the weights are on this machine.
+XTTS_V2_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar",
+                     "zh-cn", "hu", "ko", "ja", "hi")
+XTTS_LICENSE = "CPML (Coqui Public Model License, non-commercial)"
+
+
+class LanguageRoute(BaseModel):
+    """How to speak a language the main model lacks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="a coqui single-speaker model name or local folder")
+    license: str | None = Field(None, description="the licence of that model's weights")
+
+
+class CoquiOptions(NarrateOptions):
+    model: str = "tts_models/multilingual/multi-dataset/xtts_v2"
+    speaker: str | None = Field(None, description="the model's built-in speaker for 'stock'")
+    languages: dict[str, LanguageRoute] = Field(default_factory=dict)
+    speaker_similarity: float = Field(0.6, ge=0, le=1, description=(
+        "least cosine similarity between the consent and reference recordings' speaker "
+        "embeddings for a clone to be made"))
+    license: str | None = Field(None, description="the main model's licence, if not XTTS-v2")
+    seed: int = 1234
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which model speaks one language, and whether it clones the voice."""
+
+    model: str
+    language: str | None      # the model's own language code, None for a single-language model
+    clones: bool
+    note: str
+
+
+class CoquiBackend(NarrateBackend):
+    name = "coqui"
+    version = 1
+    Options = CoquiOptions
+    clones_voices = True
+
+    def __init__(self, options: CoquiOptions):
+        super().__init__(options)
+        self._models: dict[str, Any] = {}
+        self._voices: dict[str, tuple[Any, Any]] = {}
+        self._similarity: dict[tuple[str, str], float] = {}
+        # XTTS keeps per-call state inside the model (the prompt's prefix embedding) and the
+        # seed is process-wide: one synthesis at a time per loaded narrator.
+        self._lock = threading.Lock()
+
+    @property
+    def license(self) -> str:  # type: ignore[override]
+        options: CoquiOptions = self.options  # type: ignore[assignment]
+        if options.license:
+            return options.license
+        return XTTS_LICENSE if _is_xtts(options.model) else "see the model card"
+
+    # ---------------------------------------------------------------- planning (no weights)
+
+    def route(self, language: str, clone: bool) -> Route:
+        """The model for `language`, or a clear error naming what the profile must add."""
+        options: CoquiOptions = self.options  # type: ignore[assignment]
+        if language in options.languages:
+            chosen = options.languages[language].model
+            note = (f"stock voice of {chosen}: {options.model} does not speak {language}, so "
+                    "the enrolled voice is not cloned in this language" if clone
+                    else f"stock voice of {chosen}")
+            return Route(chosen, None, False, note)
+        spoken = _model_languages(options.model)
+        code = _xtts_code(language)
+        if code not in spoken:
+            raise SopreelError(
+                f"The coqui narrator cannot speak {language}: {options.model} speaks "
+                f"{', '.join(spoken)}. Add a route to the profile, e.g. "
+                f"`narrate: {{languages: {{{language}: {{model: tts_models/<iso639-3>/fairseq/"
+                f"vits}}}}}}`.")
+        if clone and not _is_xtts(options.model):
+            raise SopreelError(f"{options.model} cannot clone a voice; use an XTTS model, or "
+                               "voice: stock.")
+        if not clone and not options.speaker:
+            raise SopreelError(f"The coqui narrator needs `speaker` (one of {options.model}'s "
+                               "built-in voices) to speak with the stock voice.")
+        note = (f"cloned by {options.model}" if clone
+                else f"stock voice '{options.speaker}' of {options.model}")
+        return Route(options.model, code, clone, note)
+
+    def voice_plan(self, language: str, clone: bool) -> VoicePlan:
+        route = self.route(language, clone)
+        return VoicePlan(route.clones, route.note)
+
+    # ------------------------------------------------------------------------------ work
+
+    def load(self) -> None:
+        self._model(self.options.model)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._models.clear()
+        self._voices.clear()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def identity(self) -> dict[str, Any]:
+        """Options plus the content of local model files, so new weights mean new audio."""
+        options: CoquiOptions = self.options  # type: ignore[assignment]
+        models = [options.model, *(route.model for route in options.languages.values())]
+        files = {model: {p.name: file_sha256(p) for p in sorted(Path(model).iterdir())
+                         if p.is_file()}
+                 for model in models if Path(model).is_dir()}
+        return {**super().identity(), "model_files": files}
+
+    def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
+        with self._lock:
+            return self._narrate(request, out)
+
+    def _narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
+        import torch
+
+        options: CoquiOptions = self.options  # type: ignore[assignment]
+        route = self.route(request.language, clone=request.reference is not None)
+        tts = self._model(route.model)
+        rate = tts.synthesizer.output_sample_rate
+        spoken = []
+        for index, sentence in enumerate(request.sentences):
+            text = speakable(sentence, request.language)
+            torch.manual_seed(options.seed + index)
+            if route.language is None:
+                wav = tts.tts(text, split_sentences=False)
+            else:
+                latent, embedding = self._voice(route, request.reference)
+                wav = tts.synthesizer.tts_model.inference(text, route.language, latent,
+                                                          embedding)["wav"]
+            samples = np.asarray(wav.cpu() if hasattr(wav, "cpu") else wav, dtype=np.float32)
+            spoken.append((sentence, resample(trim_silence(samples, rate), rate)))
+        info = join_sentences(spoken, options.gap_s, out)
+        license = self.license if route.model == options.model else next(
+            r.license for r in options.languages.values() if r.model == route.model)
+        return {**info, "voice": route.note, "cloned": route.clones, "model": route.model,
+                "license": license or "see the model card"}
+
+    def speaker_embedding(self, recording: Path) -> np.ndarray:
+        """XTTS's own speaker encoder (the one its decoder is conditioned on)."""
+        from TTS.tts.models.xtts import load_audio
+
+        model = self._model(self.options.model).synthesizer.tts_model  # type: ignore[attr-defined]
+        audio = load_audio(str(recording), 22050).to(model.device)
+        return model.get_speaker_embedding(audio, 22050).flatten().float().cpu().numpy()
+
+    def same_speaker_score(self, reference: Path, consent: Path) -> float:
+        """Cosine similarity of the two recordings' speaker embeddings (memoised by content)."""
+        key = (file_sha256(reference), file_sha256(consent))
+        with self._lock:
+            if key not in self._similarity:
+                a, b = self.speaker_embedding(reference), self.speaker_embedding(consent)
+                self._similarity[key] = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)
+                                                       + 1e-12))
+            return self._similarity[key]
+
+    def _voice(self, route: Route, reference: Path | None) -> tuple[Any, Any]:
+        """XTTS conditioning: the clone's latents from its reference, or a built-in speaker."""
+        model = self._model(route.model).synthesizer.tts_model
+        if reference is None:
+            speaker = self.options.speaker  # type: ignore[attr-defined]
+            speakers = model.speaker_manager.speakers if model.speaker_manager else {}
+            if speaker not in speakers:
+                raise SopreelError(f"{route.model} has no built-in speaker '{speaker}' "
+                                   f"(it has: {', '.join(sorted(speakers)) or 'none'}).")
+            voice = speakers[speaker]
+            return voice["gpt_cond_latent"], voice["speaker_embedding"]
+        key = file_sha256(reference)
+        if key not in self._voices:
+            self._voices[key] = model.get_conditioning_latents(audio_path=[str(reference)])
+        return self._voices[key]
+
+    def _model(self, model: str) -> Any:
+        if model not in self._models:
+            self._models[model] = _load(model, self.options.device)  # type: ignore[attr-defined]
+        return self._models[model]
+
+
+def _load(model: str, device: str) -> Any:
+    """A coqui model by name (downloaded to coqui's cache) or from a local folder."""
+    import torch
+    from transformers.utils import logging as transformers_logging
+    from TTS.api import TTS
+
+    transformers_logging.set_verbosity_error()   # XTTS's GPT config warnings mean nothing here
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        config = folder / "config.json"
+        checkpoint = folder if (folder / "vocab.json").is_file() else folder / "model.pth"
+        if not config.is_file() or not Path(checkpoint).exists():
+            raise SopreelError(f"{folder}: a coqui model folder needs config.json and model.pth "
+                               "(and vocab.json for XTTS).")
+        tts = TTS(model_path=str(checkpoint), config_path=str(config), progress_bar=False)
+    elif "/" in model and not model.startswith(("tts_models/", "voice_conversion_models/")):
+        raise SopreelError(f"coqui model '{model}' is neither a local folder nor a coqui model "
+                           "name such as tts_models/multilingual/multi-dataset/xtts_v2.")
+    else:
+        tts = TTS(model_name=model, progress_bar=False)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return tts.to(device)
+
+
+def _is_xtts(model: str) -> bool:
+    config = Path(model).expanduser() / "config.json"
+    if config.is_file():
+        return _read_config(config).get("model") == "xtts"
+    return "xtts" in model
+
+
+def _model_languages(model: str) -> tuple[str, ...]:
+    """The languages a model speaks, read from a local config, else known from its name."""
+    config = Path(model).expanduser() / "config.json"
+    if config.is_file():
+        data = _read_config(config)
+        return tuple(data.get("languages") or ())
+    if "xtts" in model:
+        return XTTS_V2_LANGUAGES
+    parts = model.split("/")
+    return (parts[1],) if len(parts) > 2 and parts[1] != "multilingual" else ()
+
+
+def _read_config(config: Path) -> dict[str, Any]:
+    try:
+        return json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SopreelError(f"{config}: not a readable coqui config ({exc})") from None
+
+
+def _xtts_code(language: str) -> str:
+    """sopreel's BCP-47 codes to XTTS's: zh-TW and zh-CN are both 'zh-cn' (pinyin inside)."""
+    return "zh-cn" if language.startswith("zh") else language.split("-")[0]
