@@ -180,7 +180,7 @@ def check_same_speaker(record: VoiceRecord, score: float, threshold: float) -> N
     if score < threshold:
         raise ConsentError(
             f"Voice '{record.id}': the consent recording and the reference do not sound like the "
-            f"same speaker (speaker similarity {score:.3f}, needs at least {threshold:.3f}). "
+            f"same speaker (speaker similarity {score:.4f}, needs at least {threshold:g}). "
             "Consent must come from the person whose voice is cloned; re-record both and enrol "
             "again, or lower `speaker_similarity` in the profile if this is a false alarm.")
 

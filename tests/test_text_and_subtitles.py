@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from stages import languages
+from stages.narrate.speech import speakable
 from stages.style import load_style
 from stages.subtitles import ass_escape, to_ass, to_srt, to_vtt
 from stages.text import CLOSING, OPENING, cue_texts, split_sentences, width
@@ -126,3 +128,19 @@ def test_chinese_lines_break_between_clauses_when_they_can():
 def test_punctuation_only_narration_is_still_one_sentence():
     assert split_sentences("。！", ZH) == ["。！"]
     assert split_sentences("...", EN) == ["..."]
+
+
+@pytest.mark.parametrize(("written", "language", "spoken"), [
+    ("Max. 25 km/h near 1,200 people.", "en",
+     "maximum twenty-five kilometres per hour near one thousand, two hundred people."),
+    ("Lift 1 kg, not 2.5 kg, on the 3rd shelf; wear PPE.", "en",
+     "Lift one kilogram, not two point five kilograms, on the third shelf; wear P P E."),
+    ("限速25 km/h，50%的人，12005公斤。", "zh-TW",
+     "限速二十五公里每小時，百分之五十的人，一萬二千零五公斤。"),
+    ("限速10公里，3.5 kg。", "zh-CN", "限速十公里，三点五公斤。"),
+    ("ความเร็ว 25 km/h", "th", "ความเร็ว ยี่สิบห้า กิโลเมตรต่อชั่วโมง"),
+    ("Tốc độ 25 km/h, 3,5 kg.", "vi",
+     "Tốc độ hai mươi lăm ki lô mét trên giờ, ba phẩy năm ki lô gam."),
+])
+def test_narration_reads_numbers_units_and_abbreviations(written, language, spoken):
+    assert speakable(written, language) == spoken

@@ -1,0 +1,168 @@
+"""The coqui narrator on tiny random-weight XTTS and VITS models, loaded through the same code
+path as the real ones, and the consent gate around it in real builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import TINY_PROFILE, base_script, enrol_anna, ffprobe, parse_srt, write_script
+
+from flows.cli import main
+from stages.errors import ConsentError, SopreelError
+from stages.media import read_wav
+from stages.narrate import NarrationRequest
+from stages.narrate.coqui import CoquiBackend, CoquiOptions
+from stages.plan import make_narration, plan_build
+from stages.profile import load_profile
+from stages.registry import LoadedBackends
+from stages.script import load_script
+
+TH = {"scenes": {"isolate": {"narration": "ปิดสวิตช์หลัก"}, "lock": {"narration": "ล็อกกุญแจ"}}}
+ZH = {"title": "上鎖", "scenes": {"isolate": {"narration": "關閉主電源。限速25 km/h。"},
+                                   "lock": {"narration": "掛上你的鎖。"}}}
+
+
+@pytest.fixture(scope="module")
+def narrator_options(tiny_coqui_models) -> dict:
+    return {"backend": "coqui", "model": str(tiny_coqui_models["xtts"]),
+            "speaker": "Stock Speaker", "device": "cpu",
+            "languages": {"th": {"model": str(tiny_coqui_models["vits"]),
+                                 "license": "CC-BY-NC-4.0"}}}
+
+
+@pytest.fixture(scope="module")
+def narrator(narrator_options) -> CoquiBackend:
+    options = {k: v for k, v in narrator_options.items() if k != "backend"}
+    backend = CoquiBackend(CoquiOptions(**options))
+    backend.load()
+    yield backend
+    backend.close()
+
+
+def studio_profile(folder: Path, narrate: dict) -> Path:
+    path = folder / "tiny-studio.yaml"
+    path.write_text(yaml.safe_dump({**TINY_PROFILE, "narrate": narrate}), encoding="utf-8")
+    return path
+
+
+def test_xtts_clones_from_the_reference_sentence_by_sentence(narrator, recordings, tmp_path):
+    request = NarrationRequest(sentences=("Check the forks.", "Max. 25 km/h."), language="en",
+                               voice="anna", reference=recordings["reference"])
+    info = narrator.narrate(request, tmp_path / "a.wav")
+    samples, rate = read_wav(tmp_path / "a.wav")
+    assert rate == 48000 and info["cloned"] is True
+    assert abs(len(samples) / rate - info["seconds"]) < 0.01
+    spans = info["sentences"]
+    assert [s["text"] for s in spans] == ["Check the forks.", "Max. 25 km/h."]
+    assert 0 == spans[0]["start"] < spans[0]["end"] < spans[1]["start"] < spans[1]["end"]
+    again = narrator.narrate(request, tmp_path / "b.wav")
+    assert again["sentences"] == spans
+    assert np.array_equal(read_wav(tmp_path / "b.wav")[0], samples)   # seeded: reproducible
+
+
+def test_stock_voice_is_a_built_in_speaker_and_thai_takes_its_route(narrator, tmp_path):
+    info = narrator.narrate(NarrationRequest(sentences=("Hello.",), language="en"),
+                            tmp_path / "en.wav")
+    assert info["cloned"] is False and "Stock Speaker" in info["voice"]
+    info = narrator.narrate(NarrationRequest(sentences=("ปิดสวิตช์หลัก",), language="th"),
+                            tmp_path / "th.wav")
+    assert info["cloned"] is False and info["license"] == "CC-BY-NC-4.0"
+    assert info["seconds"] > 0
+
+
+def test_a_language_without_a_route_is_refused_before_any_work(narrator_options):
+    options = {k: v for k, v in narrator_options.items() if k not in ("backend", "languages")}
+    backend = CoquiBackend(CoquiOptions(**options))
+    with pytest.raises(SopreelError, match=r"cannot speak vi: .* speaks en, zh-cn. Add a route"):
+        backend.voice_plan("vi", clone=True)
+    assert backend.voice_plan("zh-TW", clone=True).clones
+
+
+def test_speaker_similarity_uses_xtts_speaker_encoder(narrator, recordings):
+    same = narrator.same_speaker_score(recordings["reference"], recordings["reference"])
+    other = narrator.same_speaker_score(recordings["reference"], recordings["other"])
+    assert same == pytest.approx(1.0, abs=1e-5)
+    assert other < same
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_cloned_build_records_consent_then_revocation_stops_reuse(
+        tmp_path, recordings, narrator_options):
+    voices = tmp_path / "voices"
+    enrol_anna(voices, recordings, languages=["en", "zh-TW", "th"])
+    script = write_script(tmp_path, base_script(voice="anna", music=None,
+                                                languages=["en", "zh-TW", "th"],
+                                                translations={"zh-TW": ZH, "th": TH}))
+    profile = studio_profile(tmp_path, narrator_options)
+    out = tmp_path / "out"
+    args = ["build", str(script), "--profile", str(profile), "--out", str(out),
+            "--voices-dir", str(voices)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "test-sop" / "manifest.json").read_text(encoding="utf-8"))
+    voice = manifest["voice"]
+    assert voice["id"] == "anna" and voice["use"] == "training"
+    assert voice["consent_statement_sha256"] == yaml.safe_load(
+        (voices / "anna" / "voice.yaml").read_text())["consent"]["statement_sha256"]
+    assert voice["expires"] == "2099-12-31" and voice["granted"]
+    assert 0 < voice["similarity"]["score"] <= 1 and voice["similarity"]["threshold"] == 0.6
+    assert voice["spoken"]["en"]["cloned"] and voice["spoken"]["zh-TW"]["cloned"]
+    assert voice["spoken"]["en"]["license"].startswith("CPML")
+    assert not voice["spoken"]["th"]["cloned"]
+    assert any("th: spoken by the stock voice" in w for w in manifest["warnings"])
+    assert "cloned voice 'anna'" in manifest["disclosure"]
+    for lang in ("en", "zh-TW", "th"):
+        video = out / "test-sop" / lang / "video.mp4"
+        duration = float(ffprobe(video)["format"]["duration"])
+        cues = parse_srt((video.parent / "subtitles.srt").read_text(encoding="utf-8"))
+        assert cues and cues[-1]["end"] <= duration + 0.05
+
+    # Revoked after a successful build: the next build stops before any synthesis, and
+    # `revoke` names the build that used the voice.
+    revoked = CliRunner().invoke(main, ["voices", "revoke", "anna", "--voices-dir", str(voices),
+                                        "--out", str(out)])
+    assert revoked.exit_code == 0 and str(out / "test-sop") in revoked.output
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "consent was revoked" in result.output
+
+
+def test_cached_narration_is_not_reused_after_revocation(tmp_path, recordings,
+                                                        narrator_options):
+    voices = tmp_path / "voices"
+    enrol_anna(voices, recordings)
+    script = write_script(tmp_path, base_script(voice="anna", music=None))
+    plan = plan_build(load_script(script, voices=voices),
+                      load_profile(str(studio_profile(tmp_path, narrator_options))),
+                      tmp_path / "out", voices_folder=voices)
+    backends = LoadedBackends()
+    first = make_narration(plan, plan.scenes[0], "en", backends)
+    assert not first.cached and first.info["cloned"]
+    assert make_narration(plan, plan.scenes[0], "en", backends).cached
+    from stages.voices import revoke
+
+    revoke(voices, "anna")
+    with pytest.raises(ConsentError, match="consent was revoked"):
+        make_narration(plan, plan.scenes[0], "en", backends)
+    assert first.path.is_file()   # the gate refused reuse; it did not need the file gone
+    backends.release("narrate")
+
+
+def test_consent_in_another_voice_is_refused(tmp_path, recordings, narrator_options):
+    voices = tmp_path / "voices"
+    enrol_anna(voices, recordings, consent=recordings["other"])
+    script = write_script(tmp_path, base_script(voice="anna", music=None))
+    strict = {**narrator_options, "speaker_similarity": 0.9999}
+    plan = plan_build(load_script(script, voices=voices),
+                      load_profile(str(studio_profile(tmp_path, strict))),
+                      tmp_path / "out", voices_folder=voices)
+    backends = LoadedBackends()
+    with pytest.raises(ConsentError, match=r"do not sound like the same speaker \(speaker "
+                                           r"similarity 0\.\d+, needs at least 0\.9999\)"):
+        make_narration(plan, plan.scenes[0], "en", backends)
+    assert not (tmp_path / "out" / "test-sop" / "assets" / "narrate").exists()
+    backends.release("narrate")
