@@ -66,6 +66,14 @@ class Consent(BaseModel):
     uses: list[str] = Field(min_length=1)
     revoked: date | None = None
     revoked_reason: str | None = None
+    terms_sha256: str = Field("", description="digest of the terms as enrolled")
+
+    def terms_digest(self) -> str:
+        """sha256 of what the person agreed to (everything but the revocation), so terms
+        widened by hand (a language, a use, a later expiry) are noticed."""
+        terms = self.model_dump(mode="json", exclude={"revoked", "revoked_reason",
+                                                      "terms_sha256"})
+        return hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).hexdigest()
 
 
 class VoiceRecord(BaseModel):
@@ -154,6 +162,9 @@ def refusals(record: VoiceRecord, voices: Path, language: str | None = None,
                            f"(its sha256 no longer matches voice.yaml); enrol the voice again")
     if hashlib.sha256(consent.statement.encode("utf-8")).hexdigest() != consent.statement_sha256:
         reasons.append("the consent statement in voice.yaml has been edited since enrolment")
+    elif consent.terms_digest() != consent.terms_sha256:
+        reasons.append("the consent terms in voice.yaml (languages, uses or dates) have been "
+                       "edited since enrolment; record new consent with `sopreel voices add`")
     return reasons
 
 
@@ -243,12 +254,12 @@ def enrol(voices: Path, request: Enrolment) -> VoiceRecord:
                                     reference_seconds)
         consent_recording = _copy_recording(request.consent, staging / "consent.wav",
                                             consent_seconds)
-        record = VoiceRecord(
-            id=voice_id, name=name, reference=reference,
-            consent=Consent(recording=consent_recording, statement=statement,
-                            statement_sha256=hashlib.sha256(statement.encode()).hexdigest(),
-                            organisation=organisation, granted=granted, expires=expires,
-                            languages=codes, uses=uses))
+        consent = Consent(recording=consent_recording, statement=statement,
+                          statement_sha256=hashlib.sha256(statement.encode()).hexdigest(),
+                          organisation=organisation, granted=granted, expires=expires,
+                          languages=codes, uses=uses)
+        consent = consent.model_copy(update={"terms_sha256": consent.terms_digest()})
+        record = VoiceRecord(id=voice_id, name=name, reference=reference, consent=consent)
         _write_record(staging, record)
     return record
 
