@@ -55,8 +55,8 @@ class BuildPlan:
     voicing: dict[str, narrate.VoicePlan] = dataclasses.field(default_factory=dict)
 
     @property
-    def clones(self) -> bool:
-        """The script names an enrolled voice (not 'stock')."""
+    def enrolled_voice(self) -> bool:
+        """The script names an enrolled voice (not 'stock'): its consent gates the build."""
         return self.loaded.script.voice != "stock"
 
     @property
@@ -90,7 +90,7 @@ def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
     narration (`make_narration`), so a revocation during a long build still stops it.
     """
     refused: dict[str, str] = {}
-    if plan.clones:
+    if plan.enrolled_voice:
         for language in plan.languages:
             try:
                 voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language, plan.use)
@@ -103,7 +103,7 @@ def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
         raise ConsentError("\n".join([*refused.values(), f"Nothing was built: {hint}."]))
     choice = plan.profile.stages["narrate"]
     narrator = narrate.BACKENDS.get(choice.backend)(choice.options)
-    return {lang: narrator.voice_plan(lang, plan.clones) for lang in plan.languages}
+    return {lang: narrator.voice_plan(lang, plan.enrolled_voice) for lang in plan.languages}
 
 
 def _backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
@@ -161,10 +161,10 @@ def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,
     when the narration is already cached: consent can be revoked between two builds."""
     backend: narrate.NarrateBackend = _backend(plan, "narrate", loaded)
     reference, similarity = None, None
-    if plan.clones:
+    if plan.enrolled_voice:
         record = voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language,
                                       plan.use)
-        if backend.voice_plan(language, clone=True).clones:
+        if plan.voicing[language].clones:   # a backend that clones must score the speakers
             folder = voices.voice_folder(plan.voices_dir, record.id)
             reference = folder / record.reference.file
             similarity = backend.same_speaker_score(reference,

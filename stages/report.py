@@ -69,7 +69,7 @@ def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[st
                      "license": assets[0].info.get("license")}
               for lang, assets in narrations.items()}
     entry: dict[str, Any] = {"id": plan.loaded.script.voice, "use": plan.use, "spoken": spoken}
-    if not plan.clones:
+    if not plan.enrolled_voice:
         return {**entry, "consent": "not required: stock voices are not clones of a person"}
     record = voices.load_voice(plan.voices_dir, plan.loaded.script.voice)
     scores = [a.info["similarity"] for assets in narrations.values() for a in assets
@@ -81,7 +81,7 @@ def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[st
 
 
 def _voice_warnings(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> list[str]:
-    if not plan.clones:
+    if not plan.enrolled_voice:
         return []
     return [f"voice {plan.loaded.script.voice!r}, {lang}: spoken by the "
             f"{assets[0].info.get('voice')}, not a clone" for lang, assets in narrations.items()

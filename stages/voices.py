@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -176,15 +176,6 @@ def check_consent(voices: Path, voice_id: str, language: str, use: str) -> Voice
         raise ConsentError(f"Voice '{voice_id}' may not speak {language} for {use}: "
                            + "; ".join(reasons) + ".")
     return record
-
-
-def speaker_similarity(record: VoiceRecord, voices: Path,
-                       embed: Callable[[Path], np.ndarray]) -> float:
-    """Cosine similarity of the speaker embeddings of the consent and reference recordings."""
-    folder = voice_folder(voices, record.id)
-    a = np.asarray(embed(folder / record.reference.file), dtype=np.float64).ravel()
-    b = np.asarray(embed(folder / record.consent.recording.file), dtype=np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
 def check_same_speaker(record: VoiceRecord, score: float, threshold: float) -> None:

@@ -40,7 +40,6 @@ class VoicePlan:
 
 class NarrateBackend(Backend):
     Options = NarrateOptions
-    clones_voices: bool = False   # True for backends that speak in an enrolled person's voice
 
     def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
         """Write a mono 48 kHz WAV to `out`; return `seconds` and `sentences` with spans."""

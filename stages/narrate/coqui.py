@@ -78,7 +78,6 @@ class CoquiBackend(NarrateBackend):
     name = "coqui"
     version = 1
     Options = CoquiOptions
-    clones_voices = True
 
     def __init__(self, options: CoquiOptions):
         super().__init__(options)
