@@ -138,6 +138,8 @@ def test_punctuation_only_narration_is_still_one_sentence():
     ("限速25 km/h，50%的人，12005公斤。", "zh-TW",
      "限速二十五公里每小時，百分之五十的人，一萬二千零五公斤。"),
     ("限速10公里，3.5 kg。", "zh-CN", "限速十公里，三点五公斤。"),
+    ("1,200人，1,5公斤", "zh-TW", "一千二百人，一點五公斤"),
+    ("1.200 người", "vi", "một nghìn hai trăm người"),
     ("ความเร็ว 25 km/h", "th", "ความเร็ว ยี่สิบห้า กิโลเมตรต่อชั่วโมง"),
     ("Tốc độ 25 km/h, 3,5 kg.", "vi",
      "Tốc độ hai mươi lăm ki lô mét trên giờ, ba phẩy năm ki lô gam."),

@@ -72,6 +72,7 @@ class Route:
     language: str | None      # the model's own language code, None for a single-language model
     clones: bool
     note: str
+    license: str
 
 
 class CoquiBackend(NarrateBackend):
@@ -105,7 +106,8 @@ class CoquiBackend(NarrateBackend):
             note = (f"stock voice of {chosen}: {options.model} does not speak {language}, so "
                     "the enrolled voice is not cloned in this language" if clone
                     else f"stock voice of {chosen}")
-            return Route(chosen, None, False, note)
+            return Route(chosen, None, False, note,
+                         options.languages[language].license or "see the model card")
         spoken = _model_languages(options.model)
         code = _xtts_code(language)
         if code not in spoken:
@@ -122,7 +124,7 @@ class CoquiBackend(NarrateBackend):
                                "built-in voices) to speak with the stock voice.")
         note = (f"cloned by {options.model}" if clone
                 else f"stock voice '{options.speaker}' of {options.model}")
-        return Route(options.model, code, clone, note)
+        return Route(options.model, code, clone, note, self.license)
 
     def voice_plan(self, language: str, clone: bool) -> VoicePlan:
         route = self.route(language, clone)
@@ -174,10 +176,8 @@ class CoquiBackend(NarrateBackend):
             samples = np.asarray(wav.cpu() if hasattr(wav, "cpu") else wav, dtype=np.float32)
             spoken.append((sentence, resample(trim_silence(samples, rate), rate)))
         info = join_sentences(spoken, options.gap_s, out)
-        license = self.license if route.model == options.model else next(
-            r.license for r in options.languages.values() if r.model == route.model)
         return {**info, "voice": route.note, "cloned": route.clones, "model": route.model,
-                "license": license or "see the model card"}
+                "license": route.license}
 
     def speaker_embedding(self, recording: Path) -> np.ndarray:
         """XTTS's own speaker encoder (the one its decoder is conditioned on)."""

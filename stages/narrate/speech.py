@@ -29,6 +29,7 @@ class SpeechRules(BaseModel):
     prefix_units: dict[str, str] = {}
     abbreviations: dict[str, str] = {}
     decimal_point: str | None = None   # the word between a number's whole and its decimals
+    decimal_comma: bool = False        # 3,5 is three point five and 1.200 is 1200 (vi, de...)
 
 
 @cache
@@ -49,8 +50,9 @@ def speakable(sentence: str, language: str) -> str:
     for written, spoken in rule.abbreviations.items():
         flags = 0 if written.isupper() else re.IGNORECASE   # "PPE" exactly; "Max." or "max."
         text = re.sub(rf"(?<!\w){re.escape(written)}(?!\w)", spoken, text, flags=flags)
+    grouping = "." if rule.decimal_comma else ","
+    text = re.sub(rf"(?<=\d){re.escape(grouping)}(?=\d{{3}}(?!\d))", "", text)   # 1,200 -> 1200
     if language == "en":
-        text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)   # 1,200 -> 1200
         text = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b",
                       lambda m: _num2words(int(m.group(1)), "en", to="ordinal") or m.group(0),
                       text)
@@ -78,10 +80,11 @@ def _inflect(forms: str, number: str) -> str:
 def number_words(number: str, language: str) -> str:
     """'25' -> 'twenty-five' (en), '二十五' (zh); digits stay digits where no speller exists.
 
-    Decimals are read digit by digit after the point word ("two point five"), as people read
-    measurements, and because num2words reads some languages' fractions as whole numbers.
+    Thousands separators are gone by now (`speakable`), so a '.' or ',' left is the decimal
+    mark. Decimals are read digit by digit after the point word ("two point five"), as people
+    read measurements, and because num2words reads some languages' fractions as whole numbers.
     """
-    value = number.replace(",", ".") if language != "en" else number
+    value = number.replace(",", ".")
     if language.startswith("zh"):
         return chinese_number(value, traditional=language == "zh-TW")
     whole, _, fraction = value.partition(".")
