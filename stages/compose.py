@@ -15,11 +15,13 @@ temporary folder whose name needs no escaping.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ffmpeg
 import numpy as np
@@ -32,7 +34,7 @@ from stages.profile import ComposeOptions
 from stages.style import Style
 from stages.subtitles import Overlay, to_ass, to_srt, to_vtt
 from stages.text import wrap_lines
-from stages.timeline import SentenceTiming, Timeline, build_timeline
+from stages.timeline import SentenceTiming, Timeline, build_timeline, reading_speed, slow_cues
 
 NARRATION_RMS_DB = -20.0
 TITLE_SECONDS = 3.5
@@ -68,6 +70,7 @@ class ComposeResult:
     duration_s: float
     cues: int
     loudness: dict[str, float]
+    reading: dict[str, Any] = field(default_factory=dict)   # see `reading_report`
     cached: bool = False          # reused from an earlier build with identical inputs
 
 
@@ -100,8 +103,16 @@ def compose(job: ComposeJob, out_dir: Path,
     write_text_atomic(srt, to_srt(timeline.cues))
     write_text_atomic(vtt, to_vtt(timeline.cues))
     return ComposeResult(video=video, srt=srt, vtt=vtt, duration_s=round(timeline.duration, 3),
-                         cues=len(timeline.cues),
-                         loudness=final)
+                         cues=len(timeline.cues), loudness=final,
+                         reading=reading_report(timeline, job.language))
+
+
+def reading_report(timeline: Timeline, language: Language) -> dict[str, Any]:
+    """Reading speed of the subtitles: the limit, the fastest cue, every cue over the limit."""
+    speeds = [reading_speed(cue) for cue in timeline.cues]
+    return {"limit_cps": language.reading_cps,
+            "max_cps": round(max(speeds, default=0.0), 1),
+            "slow_cues": [dataclasses.asdict(c) for c in slow_cues(timeline.cues, language)]}
 
 
 def lay_narration(scenes: list[SceneInput], timeline: Timeline, out: Path) -> None:

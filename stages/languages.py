@@ -26,6 +26,7 @@ class Language(BaseModel):
     espeak: str
     font: str
     line_chars: int = Field(gt=4, le=80)
+    reading_cps: float = Field(gt=1, le=40)
     sentence_end: str
     aliases: tuple[str, ...] = ()
 

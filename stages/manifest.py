@@ -50,6 +50,7 @@ class OutputEntry(BaseModel):
     cues: int
     loudness_lufs: float | None = None
     true_peak_dbtp: float | None = None
+    reading_speed: dict[str, Any] = Field(default_factory=dict)   # limit, fastest, slow cues
     cached: bool = False
 
 

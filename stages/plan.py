@@ -29,7 +29,7 @@ from stages.style import Style, load_style
 from stages.text import split_sentences
 from stages.timeline import SentenceTiming
 
-COMPOSE_VERSION = 3   # bump when compose changes what it makes from the same inputs
+COMPOSE_VERSION = 4   # bump when compose changes what it makes from the same inputs
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,8 @@ def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: l
         return ComposeResult(**{**previous["result"], **_paths(out_dir)}, cached=True)
     result = compose(job, out_dir, on_progress=on_progress)
     files = {name: file_sha256(path) for name, path in _paths(out_dir).items()}
-    facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness}
+    facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness,
+             "reading": result.reading}
     write_text_atomic(stamp, json.dumps({"key": key, "files": files, "result": facts}, indent=1))
     return result
 

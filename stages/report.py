@@ -41,7 +41,7 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                           duration_s=result.duration_s, cues=result.cues,
                           loudness_lufs=result.loudness.get("integrated_lufs"),
                           true_peak_dbtp=result.loudness.get("true_peak_dbtp"),
-                          cached=result.cached)
+                          reading_speed=result.reading, cached=result.cached)
         for lang, result in videos.items()}
     every = [*stills, *clips, *(a for assets in narrations.values() for a in assets),
              *([bed] if bed else [])]
@@ -58,7 +58,8 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         voice=_voice_entry(plan, narrations),
         licenses=[{"backend": b, "model": m, "license": lic} for b, m, lic in licenses],
         disclosure=disclosure(plan, narrations),
-        warnings=[*script.warnings, *_voice_warnings(plan, narrations)],
+        warnings=[*script.warnings, *_voice_warnings(plan, narrations),
+                  *_reading_warnings(videos)],
     )
 
 
@@ -86,3 +87,10 @@ def _voice_warnings(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> list
     return [f"voice {plan.loaded.script.voice!r}, {lang}: spoken by the "
             f"{assets[0].info.get('voice')}, not a clone" for lang, assets in narrations.items()
             if not _cloned(assets)]
+
+
+def _reading_warnings(videos: dict[str, ComposeResult]) -> list[str]:
+    return [f"{lang} subtitles: cue {cue['index']} at {cue['start']:.1f} s reads at "
+            f"{cue['cps']:g} characters/s (limit {cue['limit_cps']:g}): {cue['text']}"
+            for lang, result in videos.items()
+            for cue in result.reading.get("slow_cues", [])]

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from stages import languages
 from stages.errors import Problem, ScriptError
+from stages.fonts import describe_chars, font_chain, missing_glyphs
 from stages.paths import STYLES, voices_dir
 from stages.yamlfile import LocatedYaml, format_loc, load_yaml, validate
 
@@ -180,6 +181,7 @@ class _Checks:
         self.scene_ids()
         built = self.languages(only_languages)
         self.translations(built)
+        self.glyphs(built)
         images = self.images()
         music = self.music()
         self.voice()
@@ -256,6 +258,38 @@ class _Checks:
                 elif scene.caption and not text.caption:
                     self.warnings.append(f"{code}: scene {scene.id!r} has no translated caption; "
                                          "the caption is left out in that language")
+
+    def glyphs(self, built: list[str]) -> None:
+        """Every character shown on screen has a font (a box is never acceptable)."""
+        script = self.script
+        by_language = {languages.canonical(code): code for code in script.translations}
+        for code in built:
+            chain = font_chain(languages.get(code).font)
+            for loc, text in self._shown_text(code, by_language.get(code)):
+                missing = missing_glyphs(text, chain)
+                if missing:
+                    self.fail(loc, f"no installed font can show {describe_chars(missing)} in "
+                              f"{code} text ({chain[0]} and the fallbacks in templates/fonts.yaml "
+                              "lack it); remove the character or install a font that has it")
+
+    def _shown_text(self, code: str, key: str | None) -> list[tuple[tuple, str]]:
+        """(location, text) of the title, narration and captions shown in one language."""
+        script = self.script
+        if code == script.language:
+            fields = [(("title",), script.title)]
+            for index, scene in enumerate(script.scenes):
+                fields += [(("scenes", index, "narration"), scene.narration),
+                           (("scenes", index, "caption"), scene.caption or "")]
+            return fields
+        block = script.translations.get(key) if key else None
+        if block is None:
+            return []
+        fields = [(("translations", key, "title"), block.title or "")]
+        for scene_id, text in block.scenes.items():
+            loc = ("translations", key, "scenes", scene_id)
+            fields += [((*loc, "narration"), text.narration or ""),
+                       ((*loc, "caption"), text.caption or "")]
+        return fields
 
     def _inside(self, loc: tuple, relative: str) -> Path | None:
         """Resolve a file named in the script, refusing anything outside the script's folder."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stages.fonts import font_chain, font_runs
 from stages.style import Style, rgb
 from stages.timeline import Cue
 
@@ -39,11 +40,24 @@ def to_vtt(cues: list[Cue]) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
+def _literal(text: str) -> str:
+    text = text.replace("\\", "\\" + WORD_JOINER)
+    return text.replace("{", "\\{").replace("}", "\\}")
+
+
 def ass_escape(text: str) -> str:
     """Text that libass shows literally: no override tags, no escapes, no line breaks."""
-    text = text.replace("\\", "\\" + WORD_JOINER)
-    text = text.replace("{", "\\{").replace("}", "\\}")
-    return " ".join(text.split())
+    return _literal(" ".join(text.split()))
+
+
+def ass_line(text: str, chain: tuple[str, ...]) -> str:
+    """One line of literal text, with a font switch (`\\fn`) around every run the style's
+    font (`chain[0]`) cannot draw, so libass never falls back to a box."""
+    parts = []
+    for family, run in font_runs(" ".join(text.split()), chain):
+        parts.append(_literal(run) if family == chain[0] else
+                     f"{{\\fn{family}}}{_literal(run)}{{\\fn{chain[0]}}}")
+    return "".join(parts)
 
 
 def _ass_time(seconds: float) -> str:
@@ -90,16 +104,17 @@ def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, s
         f"Style: Title,{font},{round(size * 1.35)},{white},{white},{panel},{dark},1,0,0,0,100,"
         f"100,0,0,3,{max(3, size // 3)},0,2,{margin * 2},{margin * 2},{round(height * 0.27)},1",
     ]
+    chain = font_chain(font)
     events = []
     for cue in cues:
-        text = r"\N".join(ass_escape(line) for line in cue.lines)
+        text = r"\N".join(ass_line(line, chain) for line in cue.lines)
         events.append(f"Dialogue: 0,{_ass_time(cue.start)},{_ass_time(cue.end)},Sub,,0,0,0,,"
                       f"{text}")
     for layer, name, overlays in ((1, "Caption", captions), (2, "Title", titles)):
         for item in overlays:
             events.append(f"Dialogue: {layer},{_ass_time(item.start)},{_ass_time(item.end)},"
                           f"{name},,0,0,0,,{{\\fad(250,250)}}"
-                          + r"\N".join(ass_escape(line) for line in item.lines))
+                          + r"\N".join(ass_line(line, chain) for line in item.lines))
     return "\n".join([
         "[Script Info]", "ScriptType: v4.00+", f"PlayResX: {width}", f"PlayResY: {height}",
         "WrapStyle: 0", "ScaledBorderAndShadow: yes", "",

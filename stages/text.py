@@ -3,8 +3,10 @@
 Narration is synthesised one sentence at a time so each sentence's real duration is known;
 subtitles are then cut from those sentences into cues of at most two lines of at most
 `line_chars` characters (42 for Latin scripts, 16 for Chinese), breaking Latin text at spaces,
-Chinese text between characters (never opening a line with closing punctuation), and Thai at
-spaces, else between grapheme clusters.
+Chinese text between characters (never opening a line with closing punctuation, never ending one
+with opening punctuation, keeping Latin words and numbers whole), and Thai, which writes no
+spaces between words, between the words of a dictionary segmenter (pythainlp's newmm), never
+inside a word.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ CLOSING = set("，。！？、；：」』）》〉】〕,.!?;:)]}%’”…")
 OPENING = set("「『（《〈【〔([{‘“")
 CLAUSE_ENDS = set("，、；：。！？,;:!?")
 MAX_LINES = 2
+THAI_PHRASE_SPACE = re.compile(r"(?<=[\u0E01-\u0E5B]) (?=[\u0E01-\u0E5B])")
 
 
 def width(text: str) -> int:
@@ -34,8 +37,9 @@ def split_sentences(text: str, language: Language) -> list[str]:
     if language.writing == "han":
         enders = re.escape(language.sentence_end)
         parts = re.findall(rf"[^{enders}]+[{enders}]*[」』）”’]*", text)
-    elif language.writing == "thai":
-        parts = _merge_short(text.split(" "), minimum=12)
+    elif language.writing == "thai":   # a space between Thai letters ends a phrase; spaces
+        # around numbers and Latin words ("เกิน 85 เดซิเบล", "สวม PPE") are word spaces
+        parts = _merge_short(THAI_PHRASE_SPACE.split(text), minimum=12)
     else:
         parts = _latin_sentences(text, language.sentence_end)
     sentences = [part.strip() for part in parts if part.strip()]
@@ -90,10 +94,23 @@ def _units(text: str, language: Language) -> tuple[list[str], str]:
         if pending_open:
             units.append(pending_open)
         return [u.rstrip() if i == len(units) - 1 else u for i, u in enumerate(units)], ""
-    words = text.split(" ")
     if language.writing == "thai":
-        words = [piece for word in words for piece in _clusters_split(word, language.line_chars)]
-    return [w for w in words if w], " "
+        return _thai_words(text, language.line_chars), ""
+    return [w for w in text.split(" ") if w], " "
+
+
+def _thai_words(text: str, limit: int) -> list[str]:
+    """Thai words from the dictionary segmenter; a space stays at the end of its word."""
+    from pythainlp.tokenize import word_tokenize  # loads its dictionary on first use
+
+    units: list[str] = []
+    for token in word_tokenize(text, engine="newmm", keep_whitespace=True):
+        if token.isspace():
+            if units:
+                units[-1] += " "
+        else:
+            units.extend(_clusters_split(token, limit))   # a word longer than a line: rare
+    return units
 
 
 def _clusters_split(word: str, limit: int) -> list[str]:

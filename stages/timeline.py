@@ -3,6 +3,11 @@
 A scene lasts `lead + narration + pause`. Cues come from the measured start and end of every
 synthesised sentence; when a sentence is too long for one cue, its measured span is shared
 among its cues in proportion to their length on screen.
+
+A cue then stays up after its words are spoken when it needs the time to be read (at least
+5/6 s, and long enough for the language's reading speed), up to 2 frames before the next cue
+and never past its scene, as subtitlers do (Netflix's timed-text guides). Reading speed is
+measured on the final times; a cue still too fast to read is reported, never hidden.
 """
 
 from __future__ import annotations
@@ -46,6 +51,35 @@ class Cue:
         return "\n".join(self.lines)
 
 
+MIN_CUE_S = 5 / 6        # shortest time a subtitle stays on screen
+CUE_GAP_S = 2 / 24       # frames left empty between two cues, so the change is seen
+MAX_LINGER_S = 1.5       # how long a cue may stay after its words are spoken
+
+
+def reading_speed(cue: Cue) -> float:
+    """Characters per second on screen (spaces and punctuation count; marks do not)."""
+    return sum(width(line) for line in cue.lines) / max(cue.end - cue.start, 1e-3)
+
+
+@dataclass(frozen=True)
+class SlowCue:
+    """A cue shown for less time than its text needs at the language's reading speed."""
+
+    index: int            # 1-based, as in the SRT file
+    start: float
+    end: float
+    cps: float
+    limit_cps: float
+    text: str
+
+
+def slow_cues(cues: list[Cue], language: Language) -> list[SlowCue]:
+    limit = language.reading_cps
+    return [SlowCue(index=i, start=c.start, end=c.end, cps=round(reading_speed(c), 1),
+                    limit_cps=limit, text=" ".join(c.lines))
+            for i, c in enumerate(cues, start=1) if reading_speed(c) > limit + 0.05]
+
+
 @dataclass(frozen=True)
 class Timeline:
     slots: list[Slot]
@@ -64,10 +98,22 @@ def build_timeline(narrations: list[tuple[float, list[SentenceTiming]]], languag
     for length, sentences in narrations:
         slot = Slot(start=start, length=lead_s + length + pause_s, narration_start=start + lead_s)
         slots.append(slot)
-        for sentence in sentences:
-            cues.extend(_sentence_cues(sentence, slot.narration_start, language))
+        spoken = [cue for sentence in sentences
+                  for cue in _sentence_cues(sentence, slot.narration_start, language)]
+        cues.extend(_readable(spoken, slot.end, language))
         start = slot.end
     return Timeline(slots=slots, cues=cues)
+
+
+def _readable(cues: list[Cue], scene_end: float, language: Language) -> list[Cue]:
+    """Each cue held on screen as long as reading it needs, within the room it has."""
+    held = []
+    for index, cue in enumerate(cues):
+        room = cues[index + 1].start - CUE_GAP_S if index + 1 < len(cues) else scene_end - 0.05
+        needed = max(MIN_CUE_S, sum(width(line) for line in cue.lines) / language.reading_cps)
+        end = min(max(cue.end, cue.start + needed), cue.end + MAX_LINGER_S, room)
+        held.append(Cue(start=cue.start, end=round(max(end, cue.end), 3), lines=cue.lines))
+    return held
 
 
 def _sentence_cues(sentence: SentenceTiming, offset: float, language: Language) -> list[Cue]:

@@ -109,7 +109,12 @@ def test_subtitles_follow_measured_narration(project):
                      if a["stage"] == "narrate" and a["language"] == "en")
     first = narration["info"]["sentences"][0]
     assert en[0]["start"] == pytest.approx(0.4 + first["start"], abs=0.002)
-    assert en[-1]["end"] <= manifest["outputs"]["en"]["duration_s"] - 0.5
+    # A cue may stay up into the scene's pause to be read, never past its scene.
+    assert en[-1]["end"] <= manifest["outputs"]["en"]["duration_s"] - 0.05
+    reading = manifest["outputs"]["en"]["reading_speed"]
+    assert reading["limit_cps"] == 17 and reading["max_cps"] > 0
+    for cue in reading["slow_cues"]:   # each one also a warning naming the cue
+        assert cue["cps"] > 17 and any(f"cue {cue['index']} " in w for w in manifest["warnings"])
 
 
 def test_manifest_records_every_asset(project):

@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from stages.fonts import pillow_font
+from stages.fonts import font_chain, font_runs, pillow_font
 from stages.images import ImageBackend, ImageRequest
 from stages.style import rgb
 
@@ -29,26 +29,15 @@ def summary(visual: str, limit: int = 110) -> str:
     return short + ("…" if short != visual.strip() else "")
 
 
-# Pillow does no font fallback, so text is drawn in runs, each in a font that covers it.
-DEFAULT_FONT = "Noto Sans CJK SC"   # Latin, Cyrillic, Greek, CJK, kana, Hangul
-SCRIPT_FONTS = [((0x0E00, 0x0E7F), "Noto Sans Thai"), ((0x0600, 0x06FF), "Noto Sans Arabic"),
-                ((0x0900, 0x097F), "Noto Sans Devanagari")]
-
-
-def _family(char: str) -> str:
-    code = ord(char)
-    return next((f for (lo, hi), f in SCRIPT_FONTS if lo <= code <= hi), DEFAULT_FONT)
+# Pillow does no font fallback: text is drawn in runs, each in a font that covers it. The prompt
+# may be in any language; this chain draws them all (characters no installed font has are skipped:
+# the panel is a preview, the prompt is not shown to trainees).
+CHAIN_START = "Noto Sans CJK SC"   # Latin, Cyrillic, Greek, CJK, kana, Hangul
 
 
 def _runs(text: str, size: int, bold: bool) -> list[tuple[ImageFont.FreeTypeFont, str]]:
-    runs: list[tuple[str, str]] = []
-    for char in text:
-        family = _family(char) if not char.isspace() or not runs else runs[-1][0]
-        if runs and runs[-1][0] == family:
-            runs[-1] = (family, runs[-1][1] + char)
-        else:
-            runs.append((family, char))
-    return [(pillow_font(family, size, bold), run) for family, run in runs]
+    return [(pillow_font(family, size, bold), run)
+            for family, run in font_runs(text, font_chain(CHAIN_START))]
 
 
 def text_length(text: str, size: int, bold: bool = False) -> float:
