@@ -21,6 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.progress import PROGRESS
 from stages.assets import Asset
 from stages.compose import ComposeResult
+from stages.errors import SopreelError
 from stages.manifest import write_manifest
 from stages.plan import (
     BuildPlan,
@@ -70,7 +71,7 @@ def music_task(plan: BuildPlan) -> Asset | None:
 @task(name="compose", cache_policy=NO_CACHE, task_run_name="compose-{language}")
 def compose_task(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],
                  bed: Asset | None) -> ComposeResult:
-    key = f"compose {language}"
+    key = f"compose {plan.loaded.script.id} {language}"   # a dub batch composes many scripts
     PROGRESS.begin(key, f"compose {language}", 1.0)
     result = make_video(plan, language, clips, narrations, bed,
                         on_progress=lambda done: PROGRESS.fraction(key, done))
@@ -95,40 +96,95 @@ def _stage(name: str, submit: Callable[[], list[PrefectFuture]],
     return results
 
 
+def _plan(script: str, profile: str, languages: list[str] | None, out: str,
+          voices_dir: str | None, use: str, allow_unreviewed: bool) -> BuildPlan:
+    loaded = load_script(script, only_languages=languages, voices=voices_dir,
+                         allow_unreviewed=allow_unreviewed)
+    return plan_build(loaded, load_profile(profile), Path(out).absolute(), use=use,
+                      voices_folder=voices_dir)
+
+
+def build_plans(plans: list[BuildPlan]) -> dict[str, dict[str, Any]]:
+    """Every plan's images, then clips, narrations, music beds and videos: stage-major across
+    scripts, so each model loads once for the whole batch. Returns per script id its manifest
+    path and videos."""
+    for plan in plans:
+        plan.store.sweep()
+    shots = [(i, scene) for i, plan in enumerate(plans) for scene in plan.scenes]
+    voiced = [(i, lang, scene) for i, plan in enumerate(plans) for lang in plan.languages
+              for scene in plan.scenes]
+    cuts = [(i, lang) for i, plan in enumerate(plans) for lang in plan.languages]
+
+    stills = _stage("images", lambda: [image_task.submit(plans[i], scene)
+                                       for i, scene in shots], len(shots))
+    clips = _stage("animate", lambda: [animate_task.submit(plans[i], scene, still)
+                                       for (i, scene), still in zip(shots, stills, strict=True)],
+                   len(shots))
+    spoken = _stage("narrate", lambda: [narrate_task.submit(plans[i], scene, lang)
+                                        for i, lang, scene in voiced], len(voiced))
+    beds = _stage("music", lambda: [music_task.submit(plan) for plan in plans])
+    clips_of = {i: [c for (j, _), c in zip(shots, clips, strict=True) if j == i]
+                for i in range(len(plans))}
+    stills_of = {i: [s for (j, _), s in zip(shots, stills, strict=True) if j == i]
+                 for i in range(len(plans))}
+    narrations = {(i, lang): [n for (j, other, _), n in zip(voiced, spoken, strict=True)
+                              if (j, other) == (i, lang)] for i, lang in cuts}
+    videos = _stage("compose", lambda: [
+        compose_task.submit(plans[i], lang, clips_of[i], narrations[(i, lang)], beds[i])
+        for i, lang in cuts])
+
+    results = {}
+    for i, plan in enumerate(plans):
+        made = {lang: video for (j, lang), video in zip(cuts, videos, strict=True) if j == i}
+        manifest = build_manifest(plan, stills_of[i], clips_of[i],
+                                  {lang: narrations[(i, lang)] for lang in plan.languages},
+                                  beds[i], made)
+        write_manifest(manifest, plan.out_dir / "manifest.json")
+        for lang, result in made.items():
+            get_run_logger().info("%s %s: %s (%.1f s)", plan.loaded.script.id, lang,
+                                  result.video, result.duration_s)
+        results[plan.loaded.script.id] = {
+            "manifest": str(plan.out_dir / "manifest.json"),
+            "outputs": {lang: str(result.video) for lang, result in made.items()}}
+    return results
+
+
 @flow(name="build-video", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
 def build_video(script: str, profile: str = "draft", languages: list[str] | None = None,
                 out: str = "outputs", voices_dir: str | None = None,
-                use: str = DEFAULT_USE) -> dict[str, Any]:
+                use: str = DEFAULT_USE, allow_unreviewed: bool = False) -> dict[str, Any]:
     """Build a training video per language from a sopreel script (see DESIGN.md).
 
-    `use` is what the video is for; a cloned voice's recorded consent must cover it.
+    `use` is what the video is for; a cloned voice's consent must cover it. Machine
+    translations nobody approved are refused unless `allow_unreviewed`.
     """
-    logger = get_run_logger()
-    loaded = load_script(script, only_languages=languages, voices=voices_dir)
-    plan = plan_build(loaded, load_profile(profile), Path(out).absolute(), use=use,
-                      voices_folder=voices_dir)
-    plan.store.sweep()
-    scenes = plan.scenes
-    logger.info("Building %s: %d scenes in %s with the %s profile", loaded.script.id,
-                len(scenes), ", ".join(plan.languages), plan.profile.name)
+    plan = _plan(script, profile, languages, out, voices_dir, use, allow_unreviewed)
+    get_run_logger().info("Building %s: %d scenes in %s with the %s profile",
+                          plan.loaded.script.id, len(plan.scenes), ", ".join(plan.languages),
+                          plan.profile.name)
+    return build_plans([plan])[plan.loaded.script.id]
 
-    stills = _stage("images", lambda: [image_task.submit(plan, s) for s in scenes], len(scenes))
-    clips = _stage("animate", lambda: [animate_task.submit(plan, s, still)
-                                       for s, still in zip(scenes, stills, strict=True)],
-                   len(scenes))
-    voices = _stage("narrate", lambda: [narrate_task.submit(plan, s, lang)
-                                        for lang in plan.languages for s in scenes],
-                    len(scenes) * len(plan.languages))
-    narrations = {lang: voices[i * len(scenes):(i + 1) * len(scenes)]
-                  for i, lang in enumerate(plan.languages)}
-    bed = _stage("music", lambda: [music_task.submit(plan)])[0]
-    videos = dict(zip(plan.languages, _stage("compose", lambda: [
-        compose_task.submit(plan, lang, clips, narrations[lang], bed) for lang in plan.languages
-    ]), strict=True))
 
-    manifest = build_manifest(plan, stills, clips, narrations, bed, videos)
-    write_manifest(manifest, plan.out_dir / "manifest.json")
-    for lang, result in videos.items():
-        logger.info("%s: %s (%.1f s)", lang, result.video, result.duration_s)
-    return {"manifest": str(plan.out_dir / "manifest.json"),
-            "outputs": {lang: str(result.video) for lang, result in videos.items()}}
+@flow(name="dub-batch", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
+def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
+              out: str = "outputs", voices_dir: str | None = None, use: str = DEFAULT_USE,
+              allow_unreviewed: bool = False) -> dict[str, Any]:
+    """Add languages to many scripts at once: narration and compositing per script x language,
+    every image and clip reused from the cache (made once if a script was never built).
+
+    Every script is checked before any work; one bad script stops the batch with all the
+    problems listed."""
+    plans, problems = [], []
+    for script in scripts:
+        try:
+            plans.append(_plan(script, profile, languages, out, voices_dir, use,
+                               allow_unreviewed))
+        except SopreelError as exc:
+            problems.append(str(exc))
+    ids = [plan.loaded.script.id for plan in plans]
+    problems += [f"two scripts have the id '{i}'; each needs its own" for i in set(ids)
+                 if ids.count(i) > 1]
+    if problems:
+        raise SopreelError("\n".join(["Nothing was dubbed:", *problems]))
+    get_run_logger().info("Dubbing %d scripts into %s", len(plans), ", ".join(languages))
+    return build_plans(plans)

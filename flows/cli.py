@@ -63,16 +63,20 @@ VOICES_DIR = click.option("--voices-dir", default=None, type=click.Path(file_oka
                                "the project's voices/).")
 USE = click.option("--use", default="training", show_default=True,
                    help="What the video is for; a cloned voice's consent must cover this use.")
+ALLOW_UNREVIEWED = click.option(
+    "--allow-unreviewed", is_flag=True,
+    help="Build machine translations nobody has approved yet (a preview; the manifest says so).")
 
 
 def _check(script: Path, profile: str, languages: list[str] | None, voices_dir: str | None,
-           use: str) -> tuple[Any, dict[str, Any]]:
+           use: str, allow_unreviewed: bool = False) -> tuple[Any, dict[str, Any]]:
     """Script, profile, consent and narrator checks, before Prefect is imported."""
     from stages.plan import plan_build
     from stages.profile import load_profile
     from stages.script import load_script
 
-    loaded = load_script(script, only_languages=languages, voices=voices_dir)
+    loaded = load_script(script, only_languages=languages, voices=voices_dir,
+                         allow_unreviewed=allow_unreviewed)
     plan = plan_build(loaded, load_profile(profile), Path("outputs"), use=use,
                       voices_folder=voices_dir)
     return loaded, plan.voicing
@@ -84,13 +88,15 @@ def _check(script: Path, profile: str, languages: list[str] | None, voices_dir: 
 @click.option("--lang", "langs", default=None, help="Check only these languages, e.g. en,th.")
 @VOICES_DIR
 @USE
+@ALLOW_UNREVIEWED
 @_clean_errors
 def validate(script: Path, profile: str | None, langs: str | None,
-             voices_dir: str | None, use: str) -> None:
+             voices_dir: str | None, use: str, allow_unreviewed: bool) -> None:
     """Check a script (and optionally a profile) without building anything.
 
     A script that names an enrolled voice is also checked against that voice's consent."""
-    loaded, voicing = _check(script, profile or "draft", _split_langs(langs), voices_dir, use)
+    loaded, voicing = _check(script, profile or "draft", _split_langs(langs), voices_dir, use,
+                             allow_unreviewed)
     s = loaded.script
     click.echo(f"OK: {script} ({s.id}): {len(s.scenes)} scenes, languages "
                f"{', '.join(loaded.languages)}")
@@ -111,20 +117,178 @@ def validate(script: Path, profile: str | None, langs: str | None,
               help="Output folder; the video lands in OUT/<script id>/<lang>/video.mp4.")
 @VOICES_DIR
 @USE
+@ALLOW_UNREVIEWED
 @click.option("--verbose", "-v", is_flag=True, help="Show Prefect's run logs.")
 @_clean_errors
 def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: str | None,
-          use: str, verbose: bool) -> None:
+          use: str, allow_unreviewed: bool, verbose: bool) -> None:
     """Build the training video for SCRIPT, one per language."""
     languages = _split_langs(langs)
-    _check(script, profile, languages, voices_dir, use)   # fail fast, write nothing
+    _check(script, profile, languages, voices_dir, use, allow_unreviewed)   # fail fast
     voices = str(Path(voices_dir).absolute()) if voices_dir else None
     result = _run_with_progress(lambda: _build_flow()(
         script=str(script.absolute()), profile=profile, languages=languages,
-        out=str(Path(out).absolute()), voices_dir=voices, use=use), verbose)
+        out=str(Path(out).absolute()), voices_dir=voices, use=use,
+        allow_unreviewed=allow_unreviewed), verbose)
     for lang, video in result["outputs"].items():
         click.echo(f"{lang}: {video}")
     click.echo(f"manifest: {result['manifest']}")
+
+
+@main.command()
+@click.argument("scripts", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lang", "langs", required=True, help="Languages to add, e.g. th,vi.")
+@click.option("--profile", default="draft", show_default=True,
+              help="Run profile: draft, studio, or a path to a profile YAML.")
+@click.option("--out", default="outputs", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder, as for build.")
+@VOICES_DIR
+@USE
+@ALLOW_UNREVIEWED
+@click.option("--verbose", "-v", is_flag=True, help="Show Prefect's run logs.")
+@_clean_errors
+def dub(scripts: tuple[Path, ...], langs: str, profile: str, out: str, voices_dir: str | None,
+        use: str, allow_unreviewed: bool, verbose: bool) -> None:
+    """Add languages to many scripts at once (the `dub-batch` flow).
+
+    Images and clips come from the cache of earlier builds, so a new language costs only its
+    narration and compositing. Every script is checked before any work."""
+    from stages.errors import SopreelError
+
+    languages = _split_langs(langs) or []
+    problems = []
+    for script in scripts:
+        try:
+            _check(script, profile, languages, voices_dir, use, allow_unreviewed)
+        except SopreelError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SopreelError("\n".join(["Nothing was dubbed:", *problems]))
+    voices = str(Path(voices_dir).absolute()) if voices_dir else None
+
+    def work() -> dict[str, Any]:
+        from flows.build import dub_batch
+        return dub_batch(scripts=[str(s.absolute()) for s in scripts], languages=languages,
+                         profile=profile, out=str(Path(out).absolute()), voices_dir=voices,
+                         use=use, allow_unreviewed=allow_unreviewed)
+
+    for script_id, result in _run_with_progress(work, verbose).items():
+        for lang, video in result["outputs"].items():
+            click.echo(f"{script_id} {lang}: {video}")
+        click.echo(f"{script_id} manifest: {result['manifest']}")
+
+
+@main.command()
+@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lang", "langs", required=True, help="Languages to draft, e.g. th,vi.")
+@click.option("--profile", default="draft", show_default=True,
+              help="Profile whose `translate` section picks the backend and model.")
+@click.option("--model", default=None,
+              help="Hugging Face id or local folder of an NLLB-200, M2M100 or MarianMT model "
+                   "(overrides the profile).")
+@_clean_errors
+def translate(script: Path, langs: str, profile: str, model: str | None) -> None:
+    """Draft missing translations of SCRIPT by machine, for a person to review.
+
+    Drafts go to SCRIPT's sidecar (NAME.translations.yaml) marked unreviewed; only scenes that
+    are new or changed since the last draft are translated again."""
+    from stages import languages as language_table
+    from stages import translate as translate_stage
+    from stages.glossary import load_glossary
+    from stages.profile import load_profile
+    from stages.script import load_script
+    from stages.translations import Translator, draft, read_sidecar, save_draft
+
+    loaded = load_script(script, only_languages=[])
+    source = loaded.script.language
+    targets = _translation_targets(loaded, _split_langs(langs) or [])
+    choice = load_profile(profile).translate
+    options = choice.options.model_copy(update={"model": model}) if model else choice.options
+    backend = translate_stage.BACKENDS.get(choice.backend)(options)
+    click.echo(f"Loading {backend.model} ...", err=True)
+    backend.load()
+    found = read_sidecar(loaded.path)
+    for language in targets:
+        previous = found[0].languages.get(language) if found else None
+        translator = Translator(backend, load_glossary(), source, language)
+        with _bar(f"{source} -> {language}") as advance:
+            new, redone = draft(loaded.script, language, translator, previous,
+                                model=backend.model or "", license=backend.license,
+                                on_progress=advance)
+        path = save_draft(loaded.path, language, new)
+        click.echo(f"{language_table.get(language).name}: drafted {len(redone)} scene(s) "
+                   f"({new.status}) in {path}")
+        for note in new.notes:
+            click.secho(f"  glossary: {note}", fg="yellow")
+    click.echo(f"Review and approve: sopreel review {script} --lang {','.join(targets)}")
+
+
+def _translation_targets(loaded: Any, langs: list[str]) -> list[str]:
+    from stages import languages as language_table
+    from stages.errors import SopreelError
+
+    targets = []
+    for code in langs:
+        language = language_table.get(code).code
+        if language == loaded.script.language:
+            raise SopreelError(f"{code} is the script's own language; nothing to translate.")
+        if any(language_table.canonical(k) == language for k in loaded.script.translations):
+            raise SopreelError(f"{loaded.path.name} already has a {language} translation written "
+                               "by people (its translations block); edit that instead.")
+        targets.append(language)
+    return targets
+
+
+@main.command()
+@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lang", "langs", required=True, help="Languages to review, e.g. th,vi.")
+@click.option("--approve", "approving", is_flag=True,
+              help="Approve the translation (as it is now in the sidecar file) for builds.")
+@click.option("--reviewer", default="", help="Your name, recorded with the approval.")
+@click.option("--accept-deviations", is_flag=True,
+              help="Approve even where the text does not use the glossary's terms (recorded).")
+@_clean_errors
+def review(script: Path, langs: str, approving: bool, reviewer: str,
+           accept_deviations: bool) -> None:
+    """Show machine translations beside the source, and approve them.
+
+    Correct the text in the sidecar file (NAME.translations.yaml) first; approval checks the
+    site glossary and records who approved and when. The same review can be done in the
+    Prefect UI with the `review-translation` flow."""
+    from stages.glossary import load_glossary
+    from stages.script import load_script
+    from stages.translations import approve, load_draft, review_text, save_draft
+
+    loaded = load_script(script, only_languages=[])
+    for language in _translation_targets(loaded, _split_langs(langs) or []):
+        current = load_draft(loaded.path, language)
+        if not approving:
+            click.echo(review_text(loaded.script, language, current) + "\n")
+            continue
+        approved = approve(loaded.script, language, current, load_glossary(),
+                           reviewer=reviewer, accept_deviations=accept_deviations)
+        save_draft(loaded.path, language, approved)
+        extra = (f" with {len(approved.accepted_deviations)} accepted glossary deviation(s)"
+                 if approved.accepted_deviations else "")
+        click.echo(f"{language}: approved by {approved.reviewer} on {approved.reviewed}{extra}.")
+
+
+class _bar:
+    """A progress bar on a terminal (nothing otherwise); yields an `advance(done, total)`."""
+
+    def __init__(self, label: str):
+        from rich.progress import Progress
+
+        self.progress = Progress(disable=not sys.stderr.isatty(), transient=True)
+        self.task = self.progress.add_task(label, total=None)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self.progress.start()
+        return lambda done, total: self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
 
 
 @main.group()

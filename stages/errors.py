@@ -20,8 +20,10 @@ class Problem:
     line: int | None
     field: str
     message: str
+    file: Path | None = None    # when not the file the error is about (a script's sidecar)
 
     def render(self, source: Path | str) -> str:
+        source = self.file or source
         where = f"{source}:{self.line}" if self.line else f"{source}"
         field = f"{self.field}: " if self.field else ""
         return f"{where}: {field}{self.message}"

@@ -21,6 +21,7 @@ class Language(BaseModel):
 
     code: str
     iso639_2: str = Field(pattern=r"^[a-z]{3}$")
+    nllb: str = Field(pattern=r"^[a-z]{3}_[A-Z][a-z]{3}$")
     name: str
     writing: Literal["latin", "han", "thai"]
     espeak: str

@@ -63,6 +63,7 @@ class Manifest(BaseModel):
     scenes: list[SceneEntry]
     music: AssetEntry | None = None
     voice: dict[str, Any]
+    translations: dict[str, Any] = Field(default_factory=dict)   # per language: who translated
     licenses: list[dict[str, str]]
     disclosure: str
     warnings: list[str] = Field(default_factory=list)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stages import animate, images, music, narrate
+from stages import animate, images, music, narrate, translate
 from stages.errors import Problem, ProfileError, SopreelError, UnknownNameError
 from stages.paths import PROFILES
 from stages.registry import BackendOptions, Registry
@@ -31,6 +31,8 @@ REGISTRIES: dict[str, Registry[Any]] = {
     "narrate": narrate.BACKENDS,
     "music": music.BACKENDS,
 }
+# Not a build stage: `sopreel translate` drafts translations with it. Optional in a profile.
+TRANSLATE_DEFAULT = {"backend": "transformers"}
 
 
 class ComposeOptions(BaseModel):
@@ -72,6 +74,7 @@ class Profile:
     path: Path
     stages: dict[str, StageChoice]
     compose: ComposeOptions
+    translate: StageChoice | None = None
 
     def describe(self) -> dict[str, Any]:
         """The resolved profile, as the manifest records it."""
@@ -106,14 +109,17 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
         raise ProfileError(path, [Problem(1, "", "expected a mapping of stage names to options")])
     problems: list[Problem] = []
     for key in located.data:
-        if key not in (*REGISTRIES, "compose"):
+        if key not in (*REGISTRIES, "compose", "translate"):
             problems.append(Problem(located.line((key,)), key, "unknown stage; expected one of: "
-                                    + ", ".join([*REGISTRIES, "compose"])))
+                                    + ", ".join([*REGISTRIES, "compose", "translate"])))
     stages = {}
     for stage, registry in REGISTRIES.items():
         choice = _stage_choice(located, stage, registry, problems)
         if choice:
             stages[stage] = choice
+    if located.data.get("translate") is None:
+        located.data["translate"] = TRANSLATE_DEFAULT
+    translate_choice = _stage_choice(located, "translate", translate.BACKENDS, problems)
     compose = ComposeOptions()
     try:
         compose = ComposeOptions.model_validate(located.data.get("compose") or {})
@@ -121,7 +127,8 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
         problems += problems_from(exc, ComposeOptions, located, ("compose",))
     if problems:
         raise ProfileError(path, problems)
-    return Profile(name=path.stem, path=path, stages=stages, compose=compose)
+    return Profile(name=path.stem, path=path, stages=stages, compose=compose,
+                   translate=translate_choice)
 
 
 def _stage_choice(located: LocatedYaml, stage: str, registry: Registry[Any],

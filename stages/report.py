@@ -45,9 +45,12 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         for lang, result in videos.items()}
     every = [*stills, *clips, *(a for assets in narrations.values() for a in assets),
              *([bed] if bed else [])]
-    licenses = sorted({(a.info.get("backend", "?"), a.info.get("model") or "",
-                        a.info.get("license") or "") for a in every if a.info.get("license")})
     script = plan.loaded
+    licenses = sorted({(a.info.get("backend", "?"), a.info.get("model") or "",
+                        a.info.get("license") or "") for a in every if a.info.get("license")}
+                      | {("translate", origin["model"], origin["license"])
+                         for lang, origin in script.origins.items()
+                         if lang in videos and origin.get("license")})
     return Manifest(
         script={"id": script.script.id, "sha256": script.sha256, "path": str(script.path),
                 "title": script.script.title, "language": script.script.language},
@@ -56,6 +59,7 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         scenes=scenes,
         music=AssetEntry.of(bed, root) if bed else None,
         voice=_voice_entry(plan, narrations),
+        translations={lang: origin for lang, origin in script.origins.items() if lang in videos},
         licenses=[{"backend": b, "model": m, "license": lic} for b, m, lic in licenses],
         disclosure=disclosure(plan, narrations),
         warnings=[*script.warnings, *_voice_warnings(plan, narrations),

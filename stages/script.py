@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -20,7 +20,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from stages import languages
 from stages.errors import Problem, ScriptError
 from stages.fonts import describe_chars, font_chain, missing_glyphs
+from stages.glossary import load_glossary
 from stages.paths import STYLES, voices_dir
+from stages.translations import glossary_notes, read_sidecar, sidecar_path, stale_scenes
 from stages.yamlfile import LocatedYaml, format_loc, load_yaml, validate
 
 SCRIPT_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -125,6 +127,8 @@ class LoadedScript:
     image_paths: dict[str, Path]          # scene id -> supplied photo
     music_path: Path | None               # when `music` names a file
     warnings: list[str] = field(default_factory=list)
+    translations: dict[str, Translation] = field(default_factory=dict)   # by canonical code
+    origins: dict[str, dict[str, Any]] = field(default_factory=dict)     # who translated what
 
     def title(self, language: str) -> str | None:
         """The title in `language`; None when a translation has none (no title card then)."""
@@ -146,7 +150,7 @@ class LoadedScript:
     def _translation(self, language: str) -> Translation | None:
         if language == self.script.language:
             return None
-        return _translations(self.script)[language]
+        return self.translations[language]
 
 
 def _translations(script: Script) -> dict[str, Translation]:
@@ -154,12 +158,14 @@ def _translations(script: Script) -> dict[str, Translation]:
 
 
 def load_script(path: str | Path, *, only_languages: list[str] | None = None,
-                voices: str | Path | None = None) -> LoadedScript:
-    """Read and validate a script; raise `ScriptError` listing every problem found."""
+                voices: str | Path | None = None, allow_unreviewed: bool = False) -> LoadedScript:
+    """Read and validate a script (and its machine-translation sidecar, if any); raise
+    `ScriptError` listing every problem found. Unreviewed machine translations are refused
+    unless `allow_unreviewed`."""
     path = Path(path).expanduser().absolute()
     located = load_yaml(path, ScriptError)
     script = validate(Script, located, ScriptError)
-    checker = _Checks(path, located, script, voices_dir(voices))
+    checker = _Checks(path, located, script, voices_dir(voices), allow_unreviewed)
     loaded = checker.run(only_languages)
     if checker.problems:
         raise ScriptError(path, checker.problems)
@@ -169,19 +175,33 @@ def load_script(path: str | Path, *, only_languages: list[str] | None = None,
 class _Checks:
     """The checks that need more than one field, the file system or the registries."""
 
-    def __init__(self, path: Path, located: LocatedYaml, script: Script, voices: Path):
+    def __init__(self, path: Path, located: LocatedYaml, script: Script, voices: Path,
+                 allow_unreviewed: bool = False):
         self.path, self.located, self.script, self.voices = path, located, script, voices
+        self.allow_unreviewed = allow_unreviewed
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
+        self.sidecar = read_sidecar(path)
+        self.drafts = self.sidecar[0].languages if self.sidecar else {}
 
     def fail(self, loc: tuple, message: str) -> None:
         self.problems.append(Problem(self.located.line(loc), format_loc(loc), message))
+
+    def fail_at(self, loc: tuple, message: str) -> None:
+        """`fail`, where a location starting with '@sidecar' is in the translations file."""
+        if loc[:1] != ("@sidecar",) or self.sidecar is None:
+            return self.fail(loc, message)
+        located, inner = self.sidecar[1], loc[1:]
+        self.problems.append(Problem(located.line(inner), format_loc(inner), message,
+                                     file=sidecar_path(self.path)))
 
     def run(self, only_languages: list[str] | None) -> LoadedScript:
         self.scene_ids()
         built = self.languages(only_languages)
         self.translations(built)
         self.glyphs(built)
+        effective, origins = self.effective_translations(built)
+        self.glossary(built, effective)
         images = self.images()
         music = self.music()
         self.voice()
@@ -189,7 +209,8 @@ class _Checks:
         return LoadedScript(
             path=self.path, script=self.script,
             sha256=hashlib.sha256(self.path.read_bytes()).hexdigest(),
-            languages=built, image_paths=images, music_path=music, warnings=self.warnings)
+            languages=built, image_paths=images, music_path=music, warnings=self.warnings,
+            translations=effective, origins=origins)
 
     def scene_ids(self) -> None:
         seen: dict[str, int] = {}
@@ -207,13 +228,14 @@ class _Checks:
         if only is None:
             return listed
         chosen = []
-        available = {script.language, *_translations(script)}
+        available = {script.language, *_translations(script), *self.drafts}
         for code in only:
             canonical = languages.canonical(code)
             if canonical is None or canonical not in available:
                 self.problems.append(Problem(None, "--lang", (
                     f"{code!r} is not available for this script; it has text in "
-                    f"{', '.join(sorted(available))}")))
+                    f"{', '.join(sorted(available))}. Draft a translation with `sopreel "
+                    f"translate {self.path.name} --lang {code}`, or add a translations block")))
             else:
                 chosen.append(canonical)
         return list(dict.fromkeys(chosen))
@@ -240,9 +262,13 @@ class _Checks:
             if code == script.language:
                 continue
             key = by_language.get(code)
+            if key is None and code in self.drafts:
+                self.draft_usable(code)
+                continue
             if key is None:
                 self.fail(("languages",), f"builds {code!r} but 'translations' has no {code} "
-                          f"block; add one with every scene's narration")
+                          f"block; add one with every scene's narration, or draft one with "
+                          f"`sopreel translate {self.path.name} --lang {code}`")
                 continue
             block = script.translations[key]
             if block.title is None:
@@ -259,6 +285,63 @@ class _Checks:
                     self.warnings.append(f"{code}: scene {scene.id!r} has no translated caption; "
                                          "the caption is left out in that language")
 
+    def draft_usable(self, code: str) -> None:
+        """A machine draft may be built: its source is unchanged and a person approved it."""
+        located = self.sidecar[1]  # type: ignore[index]
+        draft = self.drafts[code]
+        where = sidecar_path(self.path)
+        stale = stale_scenes(draft, self.script)
+        if stale:
+            self.problems.append(Problem(
+                located.line(("languages", code)), f"languages.{code}",
+                f"the source text of scene(s) {', '.join(stale)} changed since this was "
+                f"drafted; run `sopreel translate {self.path.name} --lang {code}` again",
+                file=where))
+        if draft.status != "reviewed":
+            if self.allow_unreviewed:
+                self.warnings.append(f"{code}: built from an unreviewed machine translation "
+                                     f"({draft.model}); not for use with workers until reviewed")
+            else:
+                self.problems.append(Problem(
+                    located.line(("languages", code, "status")), f"languages.{code}.status",
+                    f"the machine translation is not reviewed; approve it with `sopreel review "
+                    f"{self.path.name} --lang {code} --approve --reviewer NAME` (or in the "
+                    "Prefect UI), or build with --allow-unreviewed for a preview", file=where))
+
+    def effective_translations(self, built: list[str]) -> tuple[dict[str, Translation],
+                                                                dict[str, dict[str, Any]]]:
+        """The script's own translations, then approved (or allowed) machine drafts."""
+        effective = _translations(self.script)
+        origins: dict[str, dict[str, Any]] = {
+            code: {"source": "script"} for code in effective if code in built}
+        for code, draft in self.drafts.items():
+            if code in effective or code == self.script.language:
+                continue
+            effective[code] = Translation(title=draft.title, scenes={
+                sid: SceneText(narration=d.narration, caption=d.caption)
+                for sid, d in draft.scenes.items() if sid in {s.id for s in self.script.scenes}})
+            if code in built:
+                origins[code] = {"source": "machine", "file": sidecar_path(self.path).name,
+                                 "model": draft.model, "license": draft.license,
+                                 "status": draft.status, "drafted": draft.drafted,
+                                 "reviewer": draft.reviewer, "reviewed": draft.reviewed,
+                                 "accepted_deviations": draft.accepted_deviations}
+        return effective, origins
+
+    def glossary(self, built: list[str], effective: dict[str, Translation]) -> None:
+        """Translations that do not use the site glossary's agreed terms: warnings."""
+        glossary = load_glossary()
+        for code in built:
+            if code == self.script.language or code not in effective:
+                continue
+            block = effective[code]
+            scenes = {sid: (t.narration or "", t.caption) for sid, t in block.scenes.items()}
+            accepted = self.drafts[code].accepted_deviations if code in self.drafts else []
+            for note in glossary_notes(self.script, code, glossary, title=block.title,
+                                       scenes=scenes):
+                if note not in accepted:   # a reviewer's recorded decision is not a warning
+                    self.warnings.append(f"{code}: does not follow the glossary: {note}")
+
     def glyphs(self, built: list[str]) -> None:
         """Every character shown on screen has a font (a box is never acceptable)."""
         script = self.script
@@ -268,7 +351,7 @@ class _Checks:
             for loc, text in self._shown_text(code, by_language.get(code)):
                 missing = missing_glyphs(text, chain)
                 if missing:
-                    self.fail(loc, f"no installed font can show {describe_chars(missing)} in "
+                    self.fail_at(loc, f"no installed font can show {describe_chars(missing)} in "
                               f"{code} text ({chain[0]} and the fallbacks in templates/fonts.yaml "
                               "lack it); remove the character or install a font that has it")
 
@@ -282,6 +365,14 @@ class _Checks:
                            (("scenes", index, "caption"), scene.caption or "")]
             return fields
         block = script.translations.get(key) if key else None
+        if block is None and code in self.drafts:
+            draft = self.drafts[code]
+            fields = [(("languages", code, "title"), draft.title or "")]
+            for scene_id, text in draft.scenes.items():
+                loc = ("languages", code, "scenes", scene_id)
+                fields += [((*loc, "narration"), text.narration),
+                           ((*loc, "caption"), text.caption or "")]
+            return [(("@sidecar", *loc), text) for loc, text in fields]
         if block is None:
             return []
         fields = [(("translations", key, "title"), block.title or "")]
