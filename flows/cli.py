@@ -66,6 +66,17 @@ USE = click.option("--use", default="training", show_default=True,
 ALLOW_UNREVIEWED = click.option(
     "--allow-unreviewed", is_flag=True,
     help="Build machine translations nobody has approved yet (a preview; the manifest says so).")
+PROFILE = click.option("--profile", default="draft", show_default=True,
+                       help="Run profile: draft, studio, or a path to a profile YAML.")
+
+
+def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every building command shares, after its own."""
+    for option in (click.option("--verbose", "-v", is_flag=True,
+                                help="Show Prefect's run logs."),
+                   ALLOW_UNREVIEWED, USE, VOICES_DIR):
+        command = option(command)
+    return command
 
 
 def _check(script: Path, profile: str, languages: list[str] | None, voices_dir: str | None,
@@ -109,16 +120,12 @@ def validate(script: Path, profile: str | None, langs: str | None,
 
 @main.command()
 @click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--profile", default="draft", show_default=True,
-              help="Run profile: draft, studio, or a path to a profile YAML.")
+@PROFILE
 @click.option("--lang", "langs", default=None,
               help="Build only these languages (comma-separated), e.g. en,th.")
 @click.option("--out", default="outputs", show_default=True, type=click.Path(file_okay=False),
               help="Output folder; the video lands in OUT/<script id>/<lang>/video.mp4.")
-@VOICES_DIR
-@USE
-@ALLOW_UNREVIEWED
-@click.option("--verbose", "-v", is_flag=True, help="Show Prefect's run logs.")
+@_run_options
 @_clean_errors
 def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: str | None,
           use: str, allow_unreviewed: bool, verbose: bool) -> None:
@@ -139,14 +146,10 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
 @click.argument("scripts", nargs=-1, required=True,
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--lang", "langs", required=True, help="Languages to add, e.g. th,vi.")
-@click.option("--profile", default="draft", show_default=True,
-              help="Run profile: draft, studio, or a path to a profile YAML.")
+@PROFILE
 @click.option("--out", default="outputs", show_default=True, type=click.Path(file_okay=False),
               help="Output folder, as for build.")
-@VOICES_DIR
-@USE
-@ALLOW_UNREVIEWED
-@click.option("--verbose", "-v", is_flag=True, help="Show Prefect's run logs.")
+@_run_options
 @_clean_errors
 def dub(scripts: tuple[Path, ...], langs: str, profile: str, out: str, voices_dir: str | None,
         use: str, allow_unreviewed: bool, verbose: bool) -> None:
