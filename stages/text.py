@@ -104,12 +104,21 @@ def _thai_words(text: str, limit: int) -> list[str]:
     from pythainlp.tokenize import word_tokenize  # loads its dictionary on first use
 
     units: list[str] = []
+    opening = ""
     for token in word_tokenize(text, engine="newmm", keep_whitespace=True):
         if token.isspace():
-            if units:
+            if units and not opening:
                 units[-1] += " "
+        elif set(token) <= OPENING:        # "(" opens the next word's line, never ends one
+            opening += token
+        elif units and not opening and set(token) <= CLOSING:   # ")" stays with its word
+            units[-1] += token
         else:
-            units.extend(_clusters_split(token, limit))   # a word longer than a line: rare
+            pieces = _clusters_split(token, limit)   # a word longer than a line: rare
+            pieces[0], opening = opening + pieces[0], ""
+            units.extend(pieces)
+    if opening:
+        units.append(opening)
     return units
 
 

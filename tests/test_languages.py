@@ -109,7 +109,8 @@ translations:
 
 THAI = ["ก่อนเริ่มกะทุกครั้ง ผู้ขับต้องตรวจสอบรถโฟล์คลิฟท์ ใช้เวลาเพียงห้านาที และป้องกันอุบัติเหตุได้",
         "ปิดสวิตช์สายพานลำเลียงที่สวิตช์ตัดไฟหลักแล้วล็อกและแขวนป้ายด้วยกุญแจของคุณเองก่อนเริ่มงานซ่อมบำรุงทุกครั้ง",
-        "สวมแว่นตานิรภัยที่มีแผ่นกันด้านข้างตลอดเวลาในพื้นที่ผลิต"]
+        "สวมแว่นตานิรภัยที่มีแผ่นกันด้านข้างตลอดเวลาในพื้นที่ผลิต",
+        "ใส่กุญแจและป้ายของคุณเอง (สีแดง) และเก็บลูกกุญแจไว้กับตัว"]
 
 
 def _boundaries(text: str) -> set[int]:
@@ -127,6 +128,7 @@ def test_thai_lines_break_only_between_dictionary_words(sentence):
     assert len(lines) >= 2
     assert all(width(line) <= TH.line_chars for line in lines)
     assert all(len(cue) <= 2 for cue in cue_texts(sentence, TH))
+    assert all(line[0] not in CLOSING and line[-1] not in OPENING for line in lines), lines
     boundaries, at = _boundaries(sentence), 0
     for line in lines:
         at = sentence.index(line, at)
