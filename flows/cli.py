@@ -251,9 +251,12 @@ def _translation_targets(loaded: Any, langs: list[str]) -> list[str]:
 @click.option("--reviewer", default="", help="Your name, recorded with the approval.")
 @click.option("--accept-deviations", is_flag=True,
               help="Approve even where the text does not use the glossary's terms (recorded).")
+@click.option("--ui", is_flag=True,
+              help="Review in the Prefect UI instead: run the review-translation flow, which "
+                   "waits there with a form (needs a running server, PREFECT_API_URL).")
 @_clean_errors
 def review(script: Path, langs: str, approving: bool, reviewer: str,
-           accept_deviations: bool) -> None:
+           accept_deviations: bool, ui: bool) -> None:
     """Show machine translations beside the source, and approve them.
 
     Correct the text in the sidecar file (NAME.translations.yaml) first; approval checks the
@@ -264,7 +267,11 @@ def review(script: Path, langs: str, approving: bool, reviewer: str,
     from stages.translations import approve, load_draft, review_text, save_draft
 
     loaded = load_script(script, only_languages=[])
-    for language in _translation_targets(loaded, _split_langs(langs) or []):
+    targets = _translation_targets(loaded, _split_langs(langs) or [])
+    if ui:
+        _review_in_ui(loaded.path, targets)
+        return
+    for language in targets:
         current = load_draft(loaded.path, language)
         if not approving:
             click.echo(review_text(loaded.script, language, current) + "\n")
@@ -275,6 +282,27 @@ def review(script: Path, langs: str, approving: bool, reviewer: str,
         extra = (f" with {len(approved.accepted_deviations)} accepted glossary deviation(s)"
                  if approved.accepted_deviations else "")
         click.echo(f"{language}: approved by {approved.reviewer} on {approved.reviewed}{extra}.")
+
+
+def _review_in_ui(script: Path, languages: list[str]) -> None:
+    from stages.errors import SopreelError
+    from stages.translations import load_draft
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise SopreelError("Reviewing in the Prefect UI needs a server that outlives this "
+                           "command: start one (`prefect server start`), set PREFECT_API_URL "
+                           "(http://127.0.0.1:4200/api), and run this again.")
+    for language in languages:
+        load_draft(script, language)   # a clear error before Prefect starts
+    from flows.review import review_translation
+
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    for language in languages:
+        click.echo(f"{language}: waiting for a reviewer in the Prefect UI ({ui}/runs): open the "
+                   "paused review-translation run and press Resume.")
+        result = review_translation(str(script), language)
+        click.echo(f"{language}: {result['status']}"
+                   + (f" by {result['reviewer']}" if result.get("reviewer") else ""))
 
 
 class _bar:

@@ -20,7 +20,15 @@ from pydantic import Field, create_model
 from stages.errors import SopreelError
 from stages.glossary import load_glossary
 from stages.script import Script, load_script
-from stages.translations import Draft, approve, edited, load_draft, review_text, save_draft
+from stages.translations import (
+    Draft,
+    approve,
+    check_fresh,
+    edited,
+    load_draft,
+    review_text,
+    save_draft,
+)
 
 ROUNDS = 5
 
@@ -59,6 +67,7 @@ def review_translation(script: str, language: str, timeout_s: int = 24 * 3600,
     path = Path(script)
     loaded = load_script(path, only_languages=[])
     current = load_draft(path, language)
+    check_fresh(current, loaded.script, language)   # nothing to review until re-drafted
     message = ""
     for round_ in range(ROUNDS):
         form = review_form(loaded.script, current)

@@ -136,6 +136,15 @@ def stale_scenes(draft: Draft, script: Script) -> list[str]:
             if scene_id not in draft.scenes or draft.scenes[scene_id].source != print_]
 
 
+def check_fresh(draft: Draft, script: Script, language: str) -> None:
+    """Refuse to review or approve a draft whose source text changed since it was made."""
+    stale = stale_scenes(draft, script)
+    if stale:
+        raise SopreelError(f"{language}: the source text of scene(s) {', '.join(stale)} changed "
+                           f"since the draft; run `sopreel translate ... --lang {language}` "
+                           "again, review, then approve.")
+
+
 def glossary_notes(script: Script, language: str, glossary: Glossary, *, title: str | None,
                    scenes: dict[str, tuple[str, str | None]]) -> list[str]:
     """A line per place where a translation does not use the glossary's agreed term."""
@@ -229,11 +238,7 @@ def approve(script: Script, language: str, current: Draft, glossary: Glossary, *
     reviewer accepts each deviation (recorded), or while its source text has changed."""
     if not reviewer.strip():
         raise SopreelError("Approving a translation needs the reviewer's name (--reviewer).")
-    stale = stale_scenes(current, script)
-    if stale:
-        raise SopreelError(f"{language}: the source text of scene(s) {', '.join(stale)} changed "
-                           "since the draft; run `sopreel translate` again, review, then "
-                           "approve.")
+    check_fresh(current, script, language)
     notes = glossary_notes(script, language, glossary, title=current.title,
                            scenes={k: (v.narration, v.caption) for k, v in current.scenes.items()})
     if notes and not accept_deviations:
