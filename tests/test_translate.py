@@ -213,3 +213,11 @@ def test_dub_checks_every_script_before_any_work(tmp_path, profile):
                        tmp_path / "out")
     assert code == 2 and "Nothing was dubbed" in output and "'vi' is not available" in output
     assert not (tmp_path / "out").exists()
+
+
+def test_review_in_the_ui_needs_a_running_server(tmp_path, profile, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    script = write_script(tmp_path, base_script(languages=["en", "th"]))
+    assert run("translate", script, "--lang", "th", "--profile", profile)[0] == 0
+    code, output = run("review", script, "--lang", "th", "--ui")
+    assert code == 2 and "PREFECT_API_URL" in output and "prefect server start" in output
