@@ -9,6 +9,7 @@ returns it at once, whatever the run, server or machine.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,14 @@ def _stage(name: str, submit: Callable[[], list[PrefectFuture]],
     return results
 
 
+def _grouped(keys: list[Any], results: list[Any]) -> dict[Any, list[Any]]:
+    """Results collected per key, in submission order (a stage's results for each script)."""
+    groups: dict[Any, list[Any]] = defaultdict(list)
+    for key, result in zip(keys, results, strict=True):
+        groups[key].append(result)
+    return groups
+
+
 def _plan(script: str, profile: str, languages: list[str] | None, out: str,
           voices_dir: str | None, use: str, allow_unreviewed: bool) -> BuildPlan:
     loaded = load_script(script, only_languages=languages, voices=voices_dir,
@@ -123,19 +132,16 @@ def build_plans(plans: list[BuildPlan]) -> dict[str, dict[str, Any]]:
     spoken = _stage("narrate", lambda: [narrate_task.submit(plans[i], scene, lang)
                                         for i, lang, scene in voiced], len(voiced))
     beds = _stage("music", lambda: [music_task.submit(plan) for plan in plans])
-    clips_of = {i: [c for (j, _), c in zip(shots, clips, strict=True) if j == i]
-                for i in range(len(plans))}
-    stills_of = {i: [s for (j, _), s in zip(shots, stills, strict=True) if j == i]
-                 for i in range(len(plans))}
-    narrations = {(i, lang): [n for (j, other, _), n in zip(voiced, spoken, strict=True)
-                              if (j, other) == (i, lang)] for i, lang in cuts}
-    videos = _stage("compose", lambda: [
+    stills_of = _grouped([i for i, _ in shots], stills)
+    clips_of = _grouped([i for i, _ in shots], clips)
+    narrations = _grouped([(i, lang) for i, lang, _ in voiced], spoken)
+    videos = dict(zip(cuts, _stage("compose", lambda: [
         compose_task.submit(plans[i], lang, clips_of[i], narrations[(i, lang)], beds[i])
-        for i, lang in cuts])
+        for i, lang in cuts]), strict=True))
 
     results = {}
     for i, plan in enumerate(plans):
-        made = {lang: video for (j, lang), video in zip(cuts, videos, strict=True) if j == i}
+        made = {lang: videos[(i, lang)] for lang in plan.languages}
         manifest = build_manifest(plan, stills_of[i], clips_of[i],
                                   {lang: narrations[(i, lang)] for lang in plan.languages},
                                   beds[i], made)

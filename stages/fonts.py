@@ -108,11 +108,11 @@ def _needs_font(char: str) -> bool:
 
 
 def _family_for(char: str, chain: tuple[str, ...], current: str | None) -> str | None:
-    if current is not None and (not _needs_font(char) or (
-            unicodedata.category(char) in ("Mn", "Me") and char in coverage(current))):
-        return current   # marks stay with their base character's font when it has them
     if not _needs_font(char):
-        return chain[0]
+        return current or chain[0]
+    if current is not None and unicodedata.category(char) in ("Mn", "Me") \
+            and char in coverage(current):
+        return current   # marks stay with their base character's font when it has them
     return next((family for family in chain if char in coverage(family)), None)
 
 

@@ -365,22 +365,11 @@ class _Checks:
                            (("scenes", index, "caption"), scene.caption or "")]
             return fields
         block = script.translations.get(key) if key else None
-        if block is None and code in self.drafts:
-            draft = self.drafts[code]
-            fields = [(("languages", code, "title"), draft.title or "")]
-            for scene_id, text in draft.scenes.items():
-                loc = ("languages", code, "scenes", scene_id)
-                fields += [((*loc, "narration"), text.narration),
-                           ((*loc, "caption"), text.caption or "")]
-            return [(("@sidecar", *loc), text) for loc, text in fields]
-        if block is None:
-            return []
-        fields = [(("translations", key, "title"), block.title or "")]
-        for scene_id, text in block.scenes.items():
-            loc = ("translations", key, "scenes", scene_id)
-            fields += [((*loc, "narration"), text.narration or ""),
-                       ((*loc, "caption"), text.caption or "")]
-        return fields
+        if block is not None:
+            return _translated_fields(("translations", key), block)
+        if code in self.drafts:
+            return _translated_fields(("@sidecar", "languages", code), self.drafts[code])
+        return []
 
     def _inside(self, loc: tuple, relative: str) -> Path | None:
         """Resolve a file named in the script, refusing anything outside the script's folder."""
@@ -452,6 +441,17 @@ class _Checks:
             hint = f" Did you mean '{close[0]}'?" if close else ""
             self.fail(("style",), f"unknown style {self.script.style!r}.{hint} "
                       f"Available: {', '.join(available)}")
+
+
+def _translated_fields(prefix: tuple, block: Translation | Any) -> list[tuple[tuple, str]]:
+    """(location, text) of a translation's title, narrations and captions (a script block or a
+    machine draft: both have `title` and `scenes` of `narration` and `caption`)."""
+    fields = [((*prefix, "title"), block.title or "")]
+    for scene_id, text in block.scenes.items():
+        loc = (*prefix, "scenes", scene_id)
+        fields += [((*loc, "narration"), text.narration or ""),
+                   ((*loc, "caption"), text.caption or "")]
+    return fields
 
 
 def _language_message(code: str) -> str:

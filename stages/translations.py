@@ -74,6 +74,10 @@ class Draft(_Strict):
     notes: list[str] = Field(default_factory=list)     # for the reviewer: glossary misses
     accepted_deviations: list[str] = Field(default_factory=list)
 
+    def texts(self) -> dict[str, tuple[str, str | None]]:
+        """Scene id -> (narration, caption), as `glossary_notes` reads them."""
+        return {sid: (scene.narration, scene.caption) for sid, scene in self.scenes.items()}
+
 
 class Sidecar(_Strict):
     script: str
@@ -212,9 +216,13 @@ def draft(script: Script, language: str, translator: Translator, previous: Draft
     by_id = {scene.id: scene for scene in script.scenes}
     scenes = {sid: text for sid, text in (previous.scenes if previous else {}).items()
               if sid in by_id and sid not in redo}
+    untranslated = []
     for done, scene_id in enumerate(redo, start=1):
         scene = by_id[scene_id]
         narration, *caption = translator.texts([scene.narration, *filter(None, [scene.caption])])
+        if not narration.strip():   # the reviewer must see it: the source stands in for now
+            untranslated.append(f"scene {scene_id} narration: the model returned nothing; the "
+                                "source text stands in, translate it")
         scenes[scene_id] = DraftScene(narration=narration or scene.narration,
                                       caption=caption[0][:120] if caption else None,
                                       source=fingerprint(scene.narration, scene.caption))
@@ -222,14 +230,14 @@ def draft(script: Script, language: str, translator: Translator, previous: Draft
             on_progress(done, len(redo))
     title = translator.texts([script.title])[0][:200] if redo_title else previous.title
     ordered = {scene.id: scenes[scene.id] for scene in script.scenes}
-    changed = bool(redo) or redo_title
-    notes = glossary_notes(script, language, translator.glossary, title=title,
-                           scenes={k: (v.narration, v.caption) for k, v in ordered.items()})
-    today = dt.date.today().isoformat()
-    if not changed and previous is not None:
+    new = Draft(status="unreviewed", model=model, license=license,
+                drafted=dt.date.today().isoformat(), title=title, title_source=title_source,
+                scenes=ordered)
+    notes = untranslated + glossary_notes(script, language, translator.glossary, title=title,
+                                          scenes=new.texts())
+    if previous is not None and not redo and not redo_title:
         return previous.model_copy(update={"notes": notes}), []
-    return Draft(status="unreviewed", model=model, license=license, drafted=today, title=title,
-                 title_source=title_source, scenes=ordered, notes=notes), redo
+    return new.model_copy(update={"notes": notes}), redo
 
 
 def approve(script: Script, language: str, current: Draft, glossary: Glossary, *,
@@ -240,7 +248,7 @@ def approve(script: Script, language: str, current: Draft, glossary: Glossary, *
         raise SopreelError("Approving a translation needs the reviewer's name (--reviewer).")
     check_fresh(current, script, language)
     notes = glossary_notes(script, language, glossary, title=current.title,
-                           scenes={k: (v.narration, v.caption) for k, v in current.scenes.items()})
+                           scenes=current.texts())
     if notes and not accept_deviations:
         raise SopreelError(f"{language}: the translation does not follow the site glossary "
                            "(templates/glossary.yaml):\n  " + "\n  ".join(notes) + "\nCorrect "
@@ -251,13 +259,15 @@ def approve(script: Script, language: str, current: Draft, glossary: Glossary, *
 
 
 def edited(current: Draft, title: str | None, scenes: dict[str, tuple[str, str | None]]) -> Draft:
-    """The draft with a reviewer's corrections (still unreviewed until approved)."""
-    new_scenes = {sid: scene.model_copy(update={
-        "narration": " ".join(scenes.get(sid, (scene.narration,))[0].split()) or scene.narration,
-        "caption": (scenes.get(sid, (None, scene.caption))[1] or None)})
-        for sid, scene in current.scenes.items()}
+    """The draft with a reviewer's corrections (still unreviewed until approved); an emptied
+    narration keeps the old text. Validated again, as if read from the sidecar."""
+    corrected = {}
+    for scene_id, scene in current.scenes.items():
+        narration, caption = scenes.get(scene_id, (scene.narration, scene.caption))
+        corrected[scene_id] = {**scene.model_dump(), "narration": narration or scene.narration,
+                               "caption": caption or None}
     return Draft.model_validate({**current.model_dump(), "title": title or current.title,
-                                 "scenes": {k: v.model_dump() for k, v in new_scenes.items()}})
+                                 "scenes": corrected})
 
 
 def save_draft(script: Path, language: str, new: Draft) -> Path:
