@@ -45,8 +45,15 @@ BACKENDS = LoadedBackends()   # models loaded once per process, shared by a stag
 
 @task(name="image", cache_policy=NO_CACHE, task_run_name="image-{scene.id}")
 def image_task(plan: BuildPlan, scene: ScenePlan) -> Asset:
-    asset = make_image(plan, scene, BACKENDS)
-    PROGRESS.advance("images")
+    done = 0.0
+
+    def advance_to(fraction: float) -> None:   # a diffusion model reports every step
+        nonlocal done
+        PROGRESS.advance("images", fraction - done)
+        done = fraction
+
+    asset = make_image(plan, scene, BACKENDS, on_progress=advance_to)
+    advance_to(1.0)
     return asset
 
 

@@ -51,16 +51,50 @@ def write_text_atomic(final: Path, text: str) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, remembered while its size and mtime are unchanged."""
+    """sha256 of a file's bytes, remembered while its size and mtime are unchanged.
+
+    Digests of large files (model checkpoints, gigabytes each) are also remembered across runs
+    in the user's cache folder, so a build does not re-read 20 GB of weights to key its images.
+    """
     stat = path.stat()
     memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if memo not in _digests:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _digests[memo] = digest.hexdigest()
+        remembered = _disk_digests() if stat.st_size >= LARGE_FILE_BYTES else {}
+        disk_key = "|".join(map(str, memo))
+        digest = remembered.get(disk_key) or _hash_file(path)
+        _digests[memo] = digest
+        if stat.st_size >= LARGE_FILE_BYTES and disk_key not in remembered:
+            _remember_on_disk(disk_key, digest)
     return _digests[memo]
+
+
+LARGE_FILE_BYTES = 64 << 20
+
+
+def digest_cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sopreel" / "sha256.json"
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _disk_digests() -> dict[str, str]:
+    try:
+        return json.loads(digest_cache_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_on_disk(key: str, digest: str) -> None:
+    """Best effort: a read-only home only costs a re-hash next time."""
+    with contextlib.suppress(OSError):
+        write_text_atomic(digest_cache_file(), json.dumps({**_disk_digests(), key: digest}))
 
 
 def _canonical(value: Any) -> Any:

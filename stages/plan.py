@@ -130,8 +130,11 @@ def _generate(plan: BuildPlan, stage: str, backend: Backend, request: Any, suffi
     return _produce(plan, stage, recipe, suffix, make, backend, **facts)
 
 
-def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends) -> Asset:
-    """The scene's still: the supplied photo letterboxed, or the backend's generated image."""
+def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends,
+               on_progress: Callable[[float], None] | None = None) -> Asset:
+    """The scene's still: the supplied photo letterboxed, or the backend's generated image.
+
+    `on_progress` hears how far a slow backend is through the image (0..1)."""
     backend: images.ImageBackend = _backend(plan, "images", loaded)
     size = backend.options.width, backend.options.height
     if scene.photo is not None:
@@ -143,7 +146,8 @@ def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends) -> Ass
                                   steps=len(plan.scenes), visual=scene.visual, style=plan.style,
                                   seed=scene.seed)
     return _generate(plan, "images", backend, request, ".png",
-                     lambda out: backend.generate(request, out), seed=scene.seed)
+                     lambda out: backend.generate(request, out, on_progress),
+                     seed=scene.seed)
 
 
 def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, loaded: LoadedBackends) -> Asset:

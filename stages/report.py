@@ -62,7 +62,8 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         translations={lang: origin for lang, origin in script.origins.items() if lang in videos},
         licenses=[{"backend": b, "model": m, "license": lic} for b, m, lic in licenses],
         disclosure=disclosure(plan, narrations),
-        warnings=[*script.warnings, *_voice_warnings(plan, narrations),
+        warnings=[*script.warnings, *_asset_warnings(scenes),
+                  *_voice_warnings(plan, narrations),
                   *_reading_warnings(videos)],
     )
 
@@ -91,6 +92,12 @@ def _voice_warnings(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> list
     return [f"voice {plan.loaded.script.voice!r}, {lang}: spoken by the "
             f"{assets[0].info.get('voice')}, not a clone" for lang, assets in narrations.items()
             if not _cloned(assets)]
+
+
+def _asset_warnings(scenes: list[SceneEntry]) -> list[str]:
+    """What a backend noticed about one scene's asset (a prompt too long for the model...)."""
+    return [f"scene {scene.id}, {entry.stage}: {entry.info['warning']}"
+            for scene in scenes for entry in scene.assets if entry.info.get("warning")]
 
 
 def _reading_warnings(videos: dict[str, ComposeResult]) -> list[str]:

@@ -7,6 +7,7 @@ letterboxed onto the frame (`letterbox`), whatever the backend.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,20 @@ class ImageRequest(BaseModel):
 class ImageBackend(Backend):
     Options = ImageOptions
 
-    def generate(self, request: ImageRequest, out: Path) -> dict[str, Any]:
-        """Write a PNG of `options.width` x `options.height` to `out`; return facts to record."""
+    def generate(self, request: ImageRequest, out: Path,
+                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """Write a PNG of `options.width` x `options.height` to `out`; return facts to record.
+
+        A slow backend reports how far it is through the image (0..1) to `on_progress`.
+        """
         raise NotImplementedError
 
 
 BACKENDS: Registry[ImageBackend] = Registry("images", ImageBackend)
 BACKENDS.register("storyboard", "stages.images.storyboard:StoryboardBackend")
+BACKENDS.register("diffusers", "stages.images.diffusers:DiffusersBackend")
+BACKENDS.register("a1111", "stages.images.webui:A1111Backend")
+BACKENDS.register("comfyui", "stages.images.webui:ComfyUIBackend")
 
 
 def scene_seed(script_id: str, scene_id: str) -> int:

@@ -8,6 +8,7 @@ video reuses it; the caption is drawn per language by compose.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,8 @@ class StoryboardBackend(ImageBackend):
     version = 1
     license = "n/a (drawn by sopreel)"
 
-    def generate(self, request: ImageRequest, out: Path) -> dict[str, Any]:
+    def generate(self, request: ImageRequest, out: Path,
+                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         options = self.options
         w, h = options.width, options.height
         colors = request.style.colors

@@ -1,0 +1,388 @@
+"""Backend `diffusers`: scene images from Stable Diffusion 1.5, SDXL or FLUX.1.
+
+`model` is a Hugging Face id (`black-forest-labs/FLUX.1-schnell`, downloaded once into the
+Hugging Face cache), a local folder in diffusers layout, or one `.safetensors` checkpoint where
+AUTOMATIC1111 or ComfyUI keep it (`models/Stable-diffusion/x.safetensors`). Files are read where
+they are: never copied, moved or renamed. The pipeline class comes from the model itself
+(`model_index.json`, or the checkpoint's tensor names); `pipeline:` overrides the guess.
+
+Loading is deferred to the first image that is not already cached, so a re-run whose images
+all exist never loads the weights. One image at a time per loaded pipeline: a scheduler keeps
+per-call state.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import threading
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stages.errors import DataFileError, SopreelError
+from stages.images import ImageBackend, ImageOptions, ImageRequest
+from stages.models import (
+    ModelSource,
+    cached_commit,
+    fingerprint,
+    license_of,
+    locate,
+    refuse_pickle,
+)
+from stages.paths import TEMPLATES
+from stages.yamlfile import load_yaml
+
+Family = Literal["sd", "sdxl", "flux"]
+PIPELINES: dict[str, str] = {"sd": "StableDiffusionPipeline",
+                             "sdxl": "StableDiffusionXLPipeline",
+                             "flux": "FluxPipeline"}
+# The Hub layout a bare checkpoint file of each family is read with, unless `config` says.
+SINGLE_FILE_CONFIGS: dict[str, str] = {"sd": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                                       "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+                                       "flux": "black-forest-labs/FLUX.1-dev"}
+
+
+@cache
+def schedulers() -> dict[str, dict[str, Any]]:
+    """A1111-style sampler names -> diffusers scheduler class and config (schedulers.yaml)."""
+    path = TEMPLATES / "schedulers.yaml"
+    table = load_yaml(path, DataFileError).data
+    return {name: {"class": entry["class"], "config": entry.get("config") or {}}
+            for name, entry in table.items()}
+
+
+class LoraOptions(BaseModel):
+    """A LoRA adapter, such as a brand style, applied on top of the model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="a .safetensors file, a folder, or a Hugging Face id")
+    weight: float = Field(1.0, ge=-2, le=2)
+    weight_name: str | None = Field(None, description="the file inside a folder or repo")
+
+
+class DiffusersOptions(ImageOptions):
+    model: str = "black-forest-labs/FLUX.1-schnell"
+    revision: str | None = Field(None, description="branch, tag or commit of a Hub model")
+    config: str | None = Field(None, description=(
+        "for a single checkpoint file: a diffusers folder or Hub id with the same "
+        "architecture, read for its layout and for parts the file lacks"))
+    pipeline: Literal["auto", "sd", "sdxl", "flux"] = "auto"
+    width: int = Field(1024, ge=64, le=4096, multiple_of=8)
+    height: int = Field(576, ge=64, le=4096, multiple_of=8)
+    steps: int = Field(30, ge=1, le=200)
+    guidance: float | None = Field(None, ge=0, le=30, description="None: the pipeline's default")
+    negative_prompt: str = Field("", max_length=1000, description="added to the style's")
+    scheduler: str | None = None
+    lora: LoraOptions | None = None
+    max_sequence_length: int | None = Field(None, ge=16, le=512, description="FLUX T5 tokens")
+    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    offload: Literal["none", "model", "sequential"] = "none"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    compile: bool = False
+    allow_pickle: bool = Field(False, description="load .ckpt/.bin weights (pickle can run code)")
+    license: str | None = Field(None, description="of the weights, when not a well-known id")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str | None) -> str | None:
+        if name is None or name in schedulers() or name.endswith("Scheduler"):
+            return name
+        raise ValueError(f"expected a sampler name ({', '.join(schedulers())}) or a diffusers "
+                         "scheduler class name")
+
+
+class DiffusersBackend(ImageBackend):
+    name = "diffusers"
+    version = 1
+    Options = DiffusersOptions
+
+    def __init__(self, options: DiffusersOptions):
+        super().__init__(options)
+        self.options: DiffusersOptions = options
+        self._pipe: Any = None
+        self._family: str | None = None
+        self._lock = threading.Lock()
+        self._source: ModelSource | None = None
+        self._weights: dict[str, Any] = {}
+
+    @property
+    def license(self) -> str:  # type: ignore[override]
+        return license_of(self.options.model, self.options.license)
+
+    # ---------------------------------------------------------- cheap: no weights are read
+
+    def load(self) -> None:
+        """Find the model and pin its weights; the pipeline itself loads on first use."""
+        options = self.options
+        self._source = locate(options.model)
+        refuse_pickle(self._source, options.allow_pickle)
+        if self._source.kind == "folder" and not (self._source.path / "model_index.json").is_file():
+            raise SopreelError(f"{self._source.location} is not a diffusers pipeline folder (it "
+                               "has no model_index.json). For a single checkpoint, give the "
+                               ".safetensors file itself.")
+        self._weights = fingerprint(self._source, options.revision)
+        if options.lora is not None:
+            lora = locate(options.lora.model, "LoRA")
+            refuse_pickle(lora, options.allow_pickle, "LoRA")
+            self._weights["lora"] = fingerprint(lora)
+
+    def identity(self) -> dict[str, Any]:
+        """Options plus which exact weights: new weights mean new images."""
+        return {**super().identity(), "weights": self._weights}
+
+    def close(self) -> None:
+        self._pipe = None
+        gc.collect()
+        try:
+            import torch
+        except ImportError:
+            return
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------------- generation
+
+    def generate(self, request: ImageRequest, out: Path,
+                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        import torch
+
+        options = self.options
+        with self._lock:
+            pipe = self._pipeline()
+            arguments = self._arguments(pipe, request, on_progress)
+            with torch.inference_mode():
+                image = pipe(**arguments).images[0]
+        image.save(out, format="PNG")
+        return self._facts(pipe, request, arguments) | {"width": image.width,
+                                                        "height": image.height,
+                                                        "steps": options.steps}
+
+    def _arguments(self, pipe: Any, request: ImageRequest,
+                   on_progress: Callable[[float], None] | None) -> dict[str, Any]:
+        import torch
+
+        options = self.options
+        accepted = inspect.signature(pipe.__call__).parameters
+        arguments: dict[str, Any] = {
+            "prompt": request.style.prompt(request.visual),
+            "width": options.width, "height": options.height,
+            "num_inference_steps": options.steps,
+            # A CPU generator draws the same starting noise on any device: same seed, same image.
+            "generator": torch.Generator("cpu").manual_seed(request.seed),
+        }
+        negative = ", ".join(p for p in (request.style.negative_prompt,
+                                         options.negative_prompt) if p)
+        if negative and self._family != "flux":   # FLUX is guidance-distilled: no negative
+            arguments["negative_prompt"] = negative
+        if options.guidance is not None:
+            arguments["guidance_scale"] = options.guidance
+        if options.max_sequence_length and "max_sequence_length" in accepted:
+            arguments["max_sequence_length"] = options.max_sequence_length
+        if on_progress is not None and "callback_on_step_end" in accepted:
+            def step_done(_pipe: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+                on_progress((step + 1) / options.steps)
+                return tensors
+            arguments["callback_on_step_end"] = step_done
+        return arguments
+
+    def _facts(self, pipe: Any, request: ImageRequest, arguments: dict[str, Any]) -> dict:
+        """What the manifest records for a generated image."""
+        options, source = self.options, self._source
+        assert source is not None
+        facts: dict[str, Any] = {
+            "model": source.location, "pipeline": type(pipe).__name__, "seed": request.seed,
+            "guidance": arguments.get("guidance_scale", "default"),
+            "scheduler": type(pipe.scheduler).__name__,
+            "prompt_tokens": _token_count(pipe, arguments["prompt"]),
+        }
+        if source.kind == "hub":
+            facts["revision"] = (cached_commit(source.location, options.revision)
+                                 or options.revision or "main")
+        else:
+            facts["sha256"] = self._weights["sha256"]
+        tokens, limit = facts["prompt_tokens"], getattr(pipe.tokenizer, "model_max_length", 0)
+        if self._family != "flux" and tokens and limit and tokens > limit:   # FLUX reads T5
+            facts["warning"] = (f"the prompt is {tokens} CLIP tokens; CLIP reads the first "
+                                f"{limit}: shorten the visual or the style's prefix/suffix")
+        if options.lora is not None:
+            facts["lora"] = {"model": options.lora.model, "weight": options.lora.weight,
+                             **self._weights["lora"]}
+        return facts
+
+    # ---------------------------------------------------------------------- loading
+
+    def _pipeline(self) -> Any:
+        if self._pipe is None:
+            if self._source is None:
+                self.load()
+            self._pipe = self._configure(self._load_pipeline())
+        return self._pipe
+
+    def _load_pipeline(self) -> Any:
+        import transformers
+
+        # Their warnings (CLIP truncation...) reach the manifest as facts, not stderr.
+        transformers.utils.logging.set_verbosity_error()
+        import diffusers
+
+        diffusers.utils.logging.set_verbosity_error()
+
+        options, source = self.options, self._source
+        assert source is not None
+        dtype = _dtype(options.dtype, _device(options.device))
+        safe = None if options.allow_pickle else True
+        from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+        try:
+            if source.kind == "file":
+                return self._from_single_file(diffusers, source.path, dtype)
+            if options.pipeline != "auto":
+                cls = getattr(diffusers, PIPELINES[options.pipeline])
+            else:
+                cls = diffusers.AutoPipelineForText2Image
+            return cls.from_pretrained(source.location, revision=options.revision, dtype=dtype,
+                                       use_safetensors=safe)
+        except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as exc:
+            reason = _first_line(exc)
+            if source.kind == "file":
+                hint = (" A checkpoint file is read with the layout of `config`: a diffusers "
+                        "folder, or a Hub id this machine has cached, of the same architecture "
+                        f"(now {options.config or 'the default for its family'}).")
+            elif "safetensors" in reason and not options.allow_pickle:
+                hint = (" Only safetensors weights are loaded; set `allow_pickle: true` to load "
+                        ".bin weights you trust.")
+            else:
+                hint = ""
+            raise SopreelError(f"Cannot load the image model '{options.model}': {reason}.{hint}") \
+                from None
+
+    def _from_single_file(self, diffusers: Any, path: Path, dtype: Any) -> Any:
+        """A checkpoint file as A1111/ComfyUI keep it, read in place."""
+        options = self.options
+        family = options.pipeline if options.pipeline != "auto" else checkpoint_family(path)
+        config = options.config or SINGLE_FILE_CONFIGS[family]
+        pipeline_class = getattr(diffusers, PIPELINES[family])
+        if family == "flux" and not _has_vae(path):
+            # ComfyUI's diffusion_models/ FLUX files hold only the transformer: the text
+            # encoders and VAE come from `config`.
+            transformer = diffusers.FluxTransformer2DModel.from_single_file(
+                str(path), config=config, subfolder="transformer", dtype=dtype)
+            return pipeline_class.from_pretrained(config, transformer=transformer, dtype=dtype,
+                                                  use_safetensors=True)
+        return pipeline_class.from_single_file(str(path), config=config, dtype=dtype)
+
+    def _configure(self, pipe: Any) -> Any:
+        """Scheduler, LoRA, device placement and memory/speed switches, as the profile says."""
+        import diffusers
+
+        options = self.options
+        self._family = next((family for family, name in PIPELINES.items()
+                             if type(pipe).__name__ == name), "other")
+        if self._family == "flux" and (options.width % 16 or options.height % 16):
+            raise SopreelError(f"FLUX needs image sides in multiples of 16; the profile asks for "
+                               f"{options.width}x{options.height}.")
+        if options.scheduler:
+            pipe.scheduler = _scheduler(diffusers, options.scheduler, pipe)
+        if options.lora is not None:
+            _load_lora(pipe, options.lora, options.allow_pickle)
+        device = _device(options.device)
+        if options.offload == "model" and device != "cpu":
+            pipe.enable_model_cpu_offload(device=device)
+        elif options.offload == "sequential" and device != "cpu":
+            pipe.enable_sequential_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        if options.vae_tiling:
+            pipe.vae.enable_tiling()
+        if options.vae_slicing:
+            pipe.vae.enable_slicing()
+        if options.compile:
+            denoiser = getattr(pipe, "transformer", None) or pipe.unet
+            denoiser.compile(fullgraph=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+
+def _load_lora(pipe: Any, lora: LoraOptions, allow_pickle: bool) -> None:
+    try:
+        pipe.load_lora_weights(locate(lora.model, "LoRA").location, weight_name=lora.weight_name,
+                               adapter_name="style", use_safetensors=not allow_pickle)
+    except (OSError, ValueError) as exc:
+        hint = "" if allow_pickle else " Only .safetensors LoRAs are loaded."
+        raise SopreelError(f"Cannot load the LoRA '{lora.model}': {_first_line(exc)}.{hint}") \
+            from None
+    pipe.set_adapters(["style"], adapter_weights=[lora.weight])
+
+
+def checkpoint_family(path: Path) -> str:
+    """SD 1.x/2.x, SDXL or FLUX, read from a checkpoint's tensor names (not its data)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = list(handle.keys())
+    if any("double_blocks." in key for key in keys):
+        return "flux"
+    if any(key.startswith("conditioner.embedders.1.") for key in keys):
+        return "sdxl"
+    if any(key.startswith("model.diffusion_model.input_blocks.") for key in keys):
+        return "sd"
+    raise SopreelError(f"Cannot tell which model {path.name} is (not an SD 1.x/2.x, SDXL or "
+                       "FLUX checkpoint by its tensor names). Set `pipeline: sd|sdxl|flux` in "
+                       "the profile.")
+
+
+def _has_vae(path: Path) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return any(key.startswith(("vae.", "first_stage_model.")) for key in handle.keys())  # noqa: SIM118
+
+
+def _scheduler(diffusers: Any, name: str, pipe: Any) -> Any:
+    entry = schedulers().get(name, {"class": name, "config": {}})
+    cls = getattr(diffusers, entry["class"], None)
+    compatible = {c.__name__ for c in getattr(pipe.scheduler, "compatibles", [])}
+    compatible.add(type(pipe.scheduler).__name__)
+    if cls is None or cls.__name__ not in compatible:
+        raise SopreelError(f"The scheduler '{name}' does not work with {type(pipe).__name__}; "
+                           f"it takes: {', '.join(sorted(compatible))}.")
+    return cls.from_config(pipe.scheduler.config, **entry["config"])
+
+
+def _device(choice: str) -> str:
+    import torch
+
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def _dtype(choice: str, device: str) -> Any:
+    """bf16 on a GPU that has it (fp16 otherwise), fp32 on the CPU, unless the profile says."""
+    import torch
+
+    if choice != "auto":
+        return getattr(torch, choice)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if device == "mps" else torch.float32
+
+
+def _token_count(pipe: Any, prompt: str) -> int | None:
+    """How many CLIP tokens the prompt takes: past 77, CLIP ignores the rest."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    return len(tokenizer(prompt).input_ids) if tokenizer is not None else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__

@@ -1,0 +1,137 @@
+"""Tiny random-weight Stable Diffusion 1.5, SDXL and FLUX.1 pipelines, built locally.
+
+Each is saved with `save_pretrained` in the same layout as the real model's Hugging Face repo
+(model_index.json, one folder per component, safetensors weights, tokenizers), so the images
+backend loads it through the same `from_pretrained` call a user's model id takes. Tokenizers
+come from a small local vocabulary; nothing is fetched from a hub. Each is well under 1 MB and
+draws a 64x64 image on the CPU in a fraction of a second; the pictures are noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789.,:;!?'-()"
+
+
+def _clip_tokenizer():
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for letter in LETTERS:
+        vocab[letter] = len(vocab)
+        vocab[f"{letter}</w>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def _t5_tokenizer():
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [(f"▁{c}", -1.0) for c in LETTERS] + [(c, -2.0) for c in LETTERS]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=512)
+
+
+def _clip_text(projection: bool = False, hidden: int = 32):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, vocab_size=128,
+                            hidden_size=hidden, intermediate_size=37, num_attention_heads=4,
+                            num_hidden_layers=2, projection_dim=32, hidden_act="gelu",
+                            max_position_embeddings=77)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def _vae(latent_channels: int = 4, **extra):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3,
+                         down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2,
+                         latent_channels=latent_channels, norm_num_groups=4, sample_size=32,
+                         **extra)
+
+
+def _unet(**extra):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=16,
+                                in_channels=4, out_channels=4, norm_num_groups=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), **extra)
+
+
+def build_sd(folder: Path) -> Path:
+    """A Stable Diffusion 1.5-shaped pipeline (StableDiffusionPipeline)."""
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    torch.manual_seed(0)
+    pipe = StableDiffusionPipeline(
+        unet=_unet(cross_attention_dim=32, attention_head_dim=2), vae=_vae(),
+        text_encoder=_clip_text(), tokenizer=_clip_tokenizer(),
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False,
+                                set_alpha_to_one=False, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_sdxl(folder: Path) -> Path:
+    """An SDXL-shaped pipeline: two text encoders, size and crop conditioning."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    torch.manual_seed(0)
+    unet = _unet(cross_attention_dim=64, attention_head_dim=2, use_linear_projection=True,
+                 addition_embed_type="text_time", addition_time_embed_dim=8,
+                 projection_class_embeddings_input_dim=6 * 8 + 32)
+    pipe = StableDiffusionXLPipeline(
+        unet=unet, vae=_vae(), text_encoder=_clip_text(), tokenizer=_clip_tokenizer(),
+        text_encoder_2=_clip_text(projection=True), tokenizer_2=_clip_tokenizer(),
+        scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear",
+                                         timestep_spacing="leading", steps_offset=1))
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_flux(folder: Path) -> Path:
+    """A FLUX.1-shaped pipeline: CLIP + T5 text encoders, a flow-matching transformer."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1,
+                                         num_single_layers=1, attention_head_dim=16,
+                                         num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+    t5 = T5EncoderModel(T5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=37, num_layers=2,
+                                 num_heads=4, pad_token_id=0, eos_token_id=1))
+    pipe = FluxPipeline(
+        transformer=transformer, vae=_vae(latent_channels=1, use_quant_conv=False,
+                                          use_post_quant_conv=False, shift_factor=0.0609,
+                                          scaling_factor=1.5035),
+        text_encoder=_clip_text(), tokenizer=_clip_tokenizer(),
+        text_encoder_2=t5, tokenizer_2=_t5_tokenizer(),
+        scheduler=FlowMatchEulerDiscreteScheduler())
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_sd_lora(pipeline_folder: Path, out: Path, safe: bool = True) -> Path:
+    """A random LoRA for the tiny SD UNet, saved as diffusers saves one (a brand-style adapter)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = StableDiffusionPipeline.from_pretrained(pipeline_folder)
+    torch.manual_seed(1)
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+    StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers,
+                                              safe_serialization=safe)
+    return out
