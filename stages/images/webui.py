@@ -98,10 +98,13 @@ class ServerBackend(ImageBackend):
                         "`url` in the profile.") from None
                 time.sleep(wait)
                 continue
-            if response.status_code in RETRIED_STATUS and attempt < self.options.retries:
-                time.sleep(wait)
-                continue
-            return response
+            if response.status_code not in RETRIED_STATUS:
+                return response
+            if attempt == self.options.retries:
+                raise ServerError(f"The {self.server} at {url} is unavailable: HTTP "
+                                  f"{response.status_code} {response.text[:120]!r} "
+                                  f"({attempt + 1} tries).")
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     def _start_hint(self) -> str:
