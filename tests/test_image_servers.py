@@ -21,11 +21,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import TINY_PROFILE, base_script, write_script
 from PIL import Image
 
-from stages.errors import SopreelError
-from stages.images import BACKENDS, ImageRequest
+from flows.cli import main
+from stages.errors import ProfileError, SopreelError
+from stages.images import BACKENDS, ImageRequest, scene_seed
 from stages.images.webui import ServerError, fill_workflow, read_workflow, workflow_path
+from stages.profile import load_profile
 from stages.style import load_style
 
 
@@ -292,3 +297,36 @@ def test_workflow_templates_are_checked_before_anything_is_sent(tmp_path):
                               "filename_prefix": "x"}, Path("sdxl-txt2img.json"))
     assert fill_workflow({"a": "scene {{seed}} of {{prompt}}"}, {"seed": 3, "prompt": "dock"},
                          None) == {"a": "scene 3 of dock"}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_build_with_an_a1111_profile_records_the_server_model(server, tmp_path):
+    profile = tmp_path / "a1111.yaml"
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "images": {
+        "backend": "a1111", "url": server.url, "checkpoint": "sd_xl_base_1.0.safetensors",
+        "width": 320, "height": 192, "license": "CreativeML Open RAIL++-M"}}), encoding="utf-8")
+    script = write_script(tmp_path, base_script(music=None))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["build", str(script), "--profile", str(profile),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "test-sop" / "manifest.json").read_text(encoding="utf-8"))
+    stills = [scene["assets"][0] for scene in manifest["scenes"]]
+    assert [s["backend"] for s in stills] == ["a1111", "a1111"]
+    assert {s["model"] for s in stills} == {"sd_xl_base_1.0"}
+    assert stills[0]["info"]["model_hash"] == "31e35c80fc"
+    assert [s["seed"] for s in stills] == [scene_seed("test-sop", "isolate"),
+                                           scene_seed("test-sop", "lock")]
+    sent = [body["seed"] for _, path, body in server.requests if path == "/sdapi/v1/txt2img"]
+    assert sorted(sent) == sorted(s["seed"] for s in stills)
+    assert {"backend": "a1111", "model": "sd_xl_base_1.0",
+            "license": "CreativeML Open RAIL++-M"} in manifest["licenses"]
+
+
+def test_a_profile_naming_a_missing_workflow_is_refused_at_its_line(tmp_path):
+    profile = tmp_path / "comfy.yaml"
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "images": {
+        "backend": "comfyui", "workflow": "my-flow.json"}}, sort_keys=False), encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"comfy.yaml:\d+: images.workflow: .*ComfyUI "
+                                           r"workflow not found"):
+        load_profile(str(profile))

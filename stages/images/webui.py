@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from stages.errors import SopreelError
 from stages.images import ImageBackend, ImageOptions, ImageRequest
@@ -225,6 +225,15 @@ class ComfyUIOptions(ServerOptions):
     scheduler: str = "karras"
     output_node: str | None = Field(None, description="the node whose image to keep")
     poll_s: float = Field(0.5, gt=0, le=10, description="how often to ask if it is done")
+
+    @field_validator("workflow")
+    @classmethod
+    def _workflow_exists(cls, name: str) -> str:
+        try:
+            workflow_path(name)
+        except SopreelError as exc:
+            raise ValueError(str(exc)) from None
+        return name
 
 
 class ComfyUIBackend(ServerBackend):
