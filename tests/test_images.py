@@ -224,3 +224,21 @@ def test_a_profile_naming_a_local_model_folder_builds_end_to_end(tiny_models, tm
     manifest = json.loads((out / "test-sop" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["scenes"][0]["assets"][0]["cached"] is True
     assert os.path.getsize(out / "test-sop" / generated["path"]) > 0
+
+
+def test_a_large_checkpoint_is_hashed_once_across_runs(tmp_path, monkeypatch):
+    from stages import assets
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(assets, "LARGE_FILE_BYTES", 1024)
+    checkpoint = tmp_path / "sdxl.safetensors"
+    checkpoint.write_bytes(os.urandom(4096))
+    digest = assets.file_sha256(checkpoint)
+    assert digest == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert digest in (tmp_path / "cache" / "sopreel" / "sha256.json").read_text()
+    monkeypatch.setattr(assets, "_digests", {})          # as in a new process
+    monkeypatch.setattr(assets, "_hash_file", lambda path: pytest.fail("hashed again"))
+    assert assets.file_sha256(checkpoint) == digest
+    checkpoint.write_bytes(os.urandom(4096))             # changed: hashed again
+    monkeypatch.setattr(assets, "_hash_file", lambda path: "new")
+    assert assets.file_sha256(checkpoint) == "new"

@@ -133,6 +133,13 @@ class DiffusersBackend(ImageBackend):
             refuse_pickle(lora, options.allow_pickle, "LoRA")
             self._weights["lora"] = fingerprint(lora)
 
+    def use_pipeline(self, pipe: Any) -> None:
+        """Generate with a pipeline built elsewhere (the GPU benchmark's random-weight models),
+        configured by this backend's options as a loaded one would be."""
+        _quiet_libraries()
+        self._source = ModelSource("hub", self.options.model)
+        self._pipe = self._configure(pipe)
+
     def identity(self) -> dict[str, Any]:
         """Options plus which exact weights: new weights mean new images."""
         return {**super().identity(), "weights": self._weights}
@@ -226,13 +233,8 @@ class DiffusersBackend(ImageBackend):
         return self._pipe
 
     def _load_pipeline(self) -> Any:
-        import transformers
-
-        # Their warnings (CLIP truncation...) reach the manifest as facts, not stderr.
-        transformers.utils.logging.set_verbosity_error()
+        _quiet_libraries()
         import diffusers
-
-        diffusers.utils.logging.set_verbosity_error()
 
         options, source = self.options, self._source
         assert source is not None
@@ -308,6 +310,16 @@ class DiffusersBackend(ImageBackend):
             denoiser.compile(fullgraph=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+
+def _quiet_libraries() -> None:
+    """Their warnings (a prompt CLIP truncates...) reach the manifest as facts, not stderr."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
 
 
 def _load_lora(pipe: Any, lora: LoraOptions, allow_pickle: bool) -> None:
