@@ -49,8 +49,9 @@ def image_task(plan: BuildPlan, scene: ScenePlan) -> Asset:
 
     def advance_to(fraction: float) -> None:   # a diffusion model reports every step
         nonlocal done
-        PROGRESS.advance("images", fraction - done)
-        done = fraction
+        if fraction > done:
+            PROGRESS.advance("images", fraction - done)
+            done = fraction
 
     asset = make_image(plan, scene, BACKENDS, on_progress=advance_to)
     advance_to(1.0)

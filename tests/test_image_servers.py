@@ -14,6 +14,7 @@ import io
 import json
 import socket
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -88,6 +89,8 @@ class FakeServer:
     def txt2img(self, handler: BaseHTTPRequestHandler, body: dict) -> None:
         if self.mode == "garbage":
             return self.send(handler, 200, b"<html>Gradio is loading</html>", "text/html")
+        if self.mode == "slow":
+            time.sleep(0.5)
         if not isinstance(body.get("steps"), int) or self.mode == "422":
             return self.send(handler, 422, json.dumps({"detail": [{
                 "loc": ["body", "steps"], "msg": "Input should be a valid integer",
@@ -216,6 +219,14 @@ def test_a_busy_server_is_retried_with_backoff_then_given_up(server, tmp_path):
     server.unavailable = 5
     with pytest.raises(ServerError, match=r"txt2img is unavailable: HTTP 503 'busy' \(3 tries\)"):
         a1111.generate(request(), tmp_path / "b.png")
+
+
+def test_a_slow_answer_is_an_error_and_never_sent_twice(server, tmp_path):
+    server.mode = "slow"
+    a1111 = client("a1111", server.url, timeout_s=0.2, retries=3)
+    with pytest.raises(ServerError, match=r"did not answer within 0\.2 s; raise `timeout_s`"):
+        a1111.generate(request(), tmp_path / "a.png")
+    assert len(server.requests) == 1
 
 
 def test_an_unreachable_server_is_a_clear_error(tmp_path):

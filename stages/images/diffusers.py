@@ -193,8 +193,10 @@ class DiffusersBackend(ImageBackend):
         if options.max_sequence_length and "max_sequence_length" in accepted:
             arguments["max_sequence_length"] = options.max_sequence_length
         if on_progress is not None and "callback_on_step_end" in accepted:
-            def step_done(_pipe: Any, step: int, _timestep: Any, tensors: dict) -> dict:
-                on_progress((step + 1) / options.steps)
+            def step_done(running: Any, step: int, _timestep: Any, tensors: dict) -> dict:
+                # Some samplers (Heun, DPM singlestep) call back more than once per step.
+                total = getattr(running, "num_timesteps", None) or options.steps
+                on_progress(min(1.0, (step + 1) / total))
                 return tensors
             arguments["callback_on_step_end"] = step_done
         return arguments

@@ -9,7 +9,8 @@ seed and size and keeps the PNG that comes back.
   `"{{prompt}}"`, `"{{seed}}"`, ... are filled in per scene; POST `/prompt`, wait on
   `/history/{prompt_id}`, fetch the image from `/view`.
 
-Both retry a refused connection, a timeout and a 502/503/504 with exponential backoff; any other
+Both retry a refused or timed-out connection and a 502/503/504 with exponential backoff; a
+request the server is slow to answer is not sent twice (it would be queued twice). Any other
 error answer is reported with what the server said.
 """
 
@@ -90,6 +91,10 @@ class ServerBackend(ImageBackend):
             wait = self.options.backoff_s * 2 ** attempt
             try:
                 response = self._client.request(method, path, **kwargs)
+            except httpx.ReadTimeout:   # it is working on it: asking again would queue it twice
+                raise ServerError(f"The {self.server} at {url} did not answer within "
+                                  f"{self.options.timeout_s:g} s; raise `timeout_s` in the "
+                                  "profile for slow models or a busy server.") from None
             except httpx.TransportError as exc:
                 if attempt == self.options.retries:
                     raise ServerError(
