@@ -193,22 +193,23 @@ def test_a1111_sends_the_scene_and_keeps_the_png(server, tmp_path):
     assert facts["seed"] == 42 and facts["server"] == server.url
 
 
+def refused_in_each_mode(chosen, server: FakeServer, answers: dict[str, str], out: Path) -> None:
+    """Each server `mode` makes the client fail with the matching message, writing nothing."""
+    for mode, message in answers.items():
+        server.mode = mode
+        with pytest.raises(ServerError, match=message):
+            chosen.generate(request(), out)
+    assert not out.exists()
+
+
 def test_a1111_error_answers_are_reported_with_what_the_server_said(server, tmp_path):
-    a1111 = client("a1111", server.url)
-    server.mode = "422"
-    with pytest.raises(ServerError, match=r"HTTP 422, steps: Input should be a valid integer"):
-        a1111.generate(request(), tmp_path / "a.png")
-    server.mode = "500"
-    with pytest.raises(ServerError, match=r"HTTP 500, OutOfMemoryError: CUDA out of memory"):
-        a1111.generate(request(), tmp_path / "a.png")
-    server.mode = "garbage"
-    with pytest.raises(ServerError, match=r"with something that is not a txt2img result: HTTP "
-                                          r"200, '<html>Gradio is loading</html>'"):
-        a1111.generate(request(), tmp_path / "a.png")
-    server.mode = "bad-base64"
-    with pytest.raises(ServerError, match="not a txt2img result"):
-        a1111.generate(request(), tmp_path / "a.png")
-    assert not (tmp_path / "a.png").exists()
+    refused_in_each_mode(client("a1111", server.url), server, {
+        "422": r"HTTP 422, steps: Input should be a valid integer",
+        "500": r"HTTP 500, OutOfMemoryError: CUDA out of memory",
+        "garbage": r"with something that is not a txt2img result: HTTP 200, "
+                   r"'<html>Gradio is loading</html>'",
+        "bad-base64": "not a txt2img result",
+    }, tmp_path / "a.png")
 
 
 def test_a_busy_server_is_retried_with_backoff_then_given_up(server, tmp_path):
@@ -265,15 +266,12 @@ def test_comfyui_fills_the_workflow_waits_and_fetches_the_image(server, tmp_path
 
 def test_comfyui_refusals_and_failures_name_the_node(server, tmp_path):
     comfy = client("comfyui", server.url, checkpoint="missing.safetensors", poll_s=0.01)
-    server.mode = "node-error"
-    with pytest.raises(ServerError, match=r"Prompt outputs failed validation; node 4 "
-                                          r"\(CheckpointLoaderSimple\): Value not in list "
-                                          r"ckpt_name: 'missing.safetensors' not in"):
-        comfy.generate(request(), tmp_path / "a.png")
-    server.mode = "execution-error"
-    with pytest.raises(ServerError, match=r"ComfyUI failed on scene dock: node 3 \(KSampler\): "
-                                          r"torch.OutOfMemoryError: CUDA out of memory"):
-        comfy.generate(request(), tmp_path / "a.png")
+    refused_in_each_mode(comfy, server, {
+        "node-error": r"Prompt outputs failed validation; node 4 \(CheckpointLoaderSimple\): "
+                      r"Value not in list ckpt_name: 'missing.safetensors' not in",
+        "execution-error": r"ComfyUI failed on scene dock: node 3 \(KSampler\): "
+                           r"torch.OutOfMemoryError: CUDA out of memory",
+    }, tmp_path / "a.png")
     server.mode = "ok"
     slow = client("comfyui", server.url, checkpoint="x", poll_s=0.01, timeout_s=0.001)
     with pytest.raises(ServerError, match=r"did not finish scene dock within 0\.001 s"):
