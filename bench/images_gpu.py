@@ -97,7 +97,7 @@ def build_pipeline(family: str, guidance_embeds: bool, tiny: bool) -> object:
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from tiny_diffusion import _clip_tokenizer, _t5_tokenizer
+    from tiny_diffusion import clip_tokenizer, t5_tokenizer
     from transformers import (
         CLIPTextConfig,
         CLIPTextModel,
@@ -114,9 +114,9 @@ def build_pipeline(family: str, guidance_embeds: bool, tiny: bool) -> object:
         return StableDiffusionXLPipeline(
             unet=UNet2DConditionModel(**config("sdxl_unet")),
             vae=AutoencoderKL(**config("sdxl_vae")),
-            text_encoder=clip_l, tokenizer=_clip_tokenizer(),
+            text_encoder=clip_l, tokenizer=clip_tokenizer(),
             text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**config("clip_bigg"))),
-            tokenizer_2=_clip_tokenizer(),
+            tokenizer_2=clip_tokenizer(),
             scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085,
                                              beta_end=0.012, timestep_spacing="leading",
                                              steps_offset=1))
@@ -124,9 +124,9 @@ def build_pipeline(family: str, guidance_embeds: bool, tiny: bool) -> object:
         transformer=FluxTransformer2DModel(**config("flux_transformer"),
                                            guidance_embeds=guidance_embeds),
         vae=AutoencoderKL(**config("flux_vae")),
-        text_encoder=clip_l, tokenizer=_clip_tokenizer(),
+        text_encoder=clip_l, tokenizer=clip_tokenizer(),
         text_encoder_2=T5EncoderModel(T5Config(**config("t5_xxl"))),
-        tokenizer_2=_t5_tokenizer(),
+        tokenizer_2=t5_tokenizer(),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True,
                                                   base_shift=0.5, max_shift=1.15,
                                                   base_image_seq_len=256,

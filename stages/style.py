@@ -47,6 +47,10 @@ class Style(BaseModel):
         """The full generation prompt for a scene's visual description."""
         return " ".join(part for part in (self.prompt_prefix, visual, self.prompt_suffix) if part)
 
+    def negative(self, extra: str = "") -> str:
+        """The negative prompt: the style's, then what a profile adds."""
+        return ", ".join(part for part in (self.negative_prompt, extra) if part)
+
 
 def rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)

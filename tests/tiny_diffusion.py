@@ -14,7 +14,7 @@ from pathlib import Path
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789.,:;!?'-()"
 
 
-def _clip_tokenizer():
+def clip_tokenizer():
     from transformers import CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -24,7 +24,7 @@ def _clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def _t5_tokenizer():
+def t5_tokenizer():
     from transformers import T5Tokenizer
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
@@ -69,7 +69,7 @@ def build_sd(folder: Path) -> Path:
     torch.manual_seed(0)
     pipe = StableDiffusionPipeline(
         unet=_unet(cross_attention_dim=32, attention_head_dim=2), vae=_vae(),
-        text_encoder=_clip_text(), tokenizer=_clip_tokenizer(),
+        text_encoder=_clip_text(), tokenizer=clip_tokenizer(),
         scheduler=DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False,
                                 set_alpha_to_one=False, steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -87,8 +87,8 @@ def build_sdxl(folder: Path) -> Path:
                  addition_embed_type="text_time", addition_time_embed_dim=8,
                  projection_class_embeddings_input_dim=6 * 8 + 32)
     pipe = StableDiffusionXLPipeline(
-        unet=unet, vae=_vae(), text_encoder=_clip_text(), tokenizer=_clip_tokenizer(),
-        text_encoder_2=_clip_text(projection=True), tokenizer_2=_clip_tokenizer(),
+        unet=unet, vae=_vae(), text_encoder=_clip_text(), tokenizer=clip_tokenizer(),
+        text_encoder_2=_clip_text(projection=True), tokenizer_2=clip_tokenizer(),
         scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear",
                                          timestep_spacing="leading", steps_offset=1))
     pipe.save_pretrained(folder)
@@ -112,8 +112,8 @@ def build_flux(folder: Path) -> Path:
         transformer=transformer, vae=_vae(latent_channels=1, use_quant_conv=False,
                                           use_post_quant_conv=False, shift_factor=0.0609,
                                           scaling_factor=1.5035),
-        text_encoder=_clip_text(), tokenizer=_clip_tokenizer(),
-        text_encoder_2=t5, tokenizer_2=_t5_tokenizer(),
+        text_encoder=_clip_text(), tokenizer=clip_tokenizer(),
+        text_encoder_2=t5, tokenizer_2=t5_tokenizer(),
         scheduler=FlowMatchEulerDiscreteScheduler())
     pipe.save_pretrained(folder)
     return folder

@@ -13,7 +13,6 @@ per-call state.
 
 from __future__ import annotations
 
-import gc
 import inspect
 import threading
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from stages.devices import free_memory, pick_device
 from stages.errors import DataFileError, SopreelError
 from stages.images import ImageBackend, ImageOptions, ImageRequest
 from stages.models import (
@@ -146,13 +146,7 @@ class DiffusersBackend(ImageBackend):
 
     def close(self) -> None:
         self._pipe = None
-        gc.collect()
-        try:
-            import torch
-        except ImportError:
-            return
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
     # ------------------------------------------------------------------------- generation
 
@@ -184,8 +178,7 @@ class DiffusersBackend(ImageBackend):
             # A CPU generator draws the same starting noise on any device: same seed, same image.
             "generator": torch.Generator("cpu").manual_seed(request.seed),
         }
-        negative = ", ".join(p for p in (request.style.negative_prompt,
-                                         options.negative_prompt) if p)
+        negative = request.style.negative(options.negative_prompt)
         if negative and self._family != "flux":   # FLUX is guidance-distilled: no negative
             arguments["negative_prompt"] = negative
         if options.guidance is not None:
@@ -240,7 +233,7 @@ class DiffusersBackend(ImageBackend):
 
         options, source = self.options, self._source
         assert source is not None
-        dtype = _dtype(options.dtype, _device(options.device))
+        dtype = _dtype(options.dtype, pick_device(options.device, mps=True))
         safe = None if options.allow_pickle else True
         from diffusers.loaders.single_file_utils import SingleFileComponentError
 
@@ -296,7 +289,7 @@ class DiffusersBackend(ImageBackend):
             pipe.scheduler = _scheduler(diffusers, options.scheduler, pipe)
         if options.lora is not None:
             _load_lora(pipe, options.lora, options.allow_pickle)
-        device = _device(options.device)
+        device = pick_device(options.device, mps=True)
         if options.offload == "model" and device != "cpu":
             pipe.enable_model_cpu_offload(device=device)
         elif options.offload == "sequential" and device != "cpu":
@@ -337,10 +330,7 @@ def _load_lora(pipe: Any, lora: LoraOptions, allow_pickle: bool) -> None:
 
 def checkpoint_family(path: Path) -> str:
     """SD 1.x/2.x, SDXL or FLUX, read from a checkpoint's tensor names (not its data)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
+    keys = _tensor_names(path)
     if any("double_blocks." in key for key in keys):
         return "flux"
     if any(key.startswith("conditioner.embedders.1.") for key in keys):
@@ -353,10 +343,15 @@ def checkpoint_family(path: Path) -> str:
 
 
 def _has_vae(path: Path) -> bool:
+    return any(key.startswith(("vae.", "first_stage_model.")) for key in _tensor_names(path))
+
+
+def _tensor_names(path: Path) -> list[str]:
+    """A safetensors file's tensor names, read from its header without loading any data."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        return any(key.startswith(("vae.", "first_stage_model.")) for key in handle.keys())  # noqa: SIM118
+        return list(handle.keys())
 
 
 def _scheduler(diffusers: Any, name: str, pipe: Any) -> Any:
@@ -368,16 +363,6 @@ def _scheduler(diffusers: Any, name: str, pipe: Any) -> Any:
         raise SopreelError(f"The scheduler '{name}' does not work with {type(pipe).__name__}; "
                            f"it takes: {', '.join(sorted(compatible))}.")
     return cls.from_config(pipe.scheduler.config, **entry["config"])
-
-
-def _device(choice: str) -> str:
-    import torch
-
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "cuda"
-    return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
 def _dtype(choice: str, device: str) -> Any:

@@ -42,7 +42,11 @@ class ServerError(SopreelError):
     """The image server could not be reached, refused the request or answered nonsense."""
 
 
+URL = r"^https?://[^\s/]+(/[^\s]*)?$"
+
+
 class ServerOptions(ImageOptions):
+    url: str = Field("http://127.0.0.1:7860", pattern=URL)
     width: int = Field(1024, ge=64, le=4096, multiple_of=8)
     height: int = Field(576, ge=64, le=4096, multiple_of=8)
     steps: int = Field(30, ge=1, le=200)
@@ -71,7 +75,7 @@ class ServerBackend(ImageBackend):
 
     @property
     def model(self) -> str | None:
-        return self.options.checkpoint or f"{self.server} at {self.options.url}"  # type: ignore[attr-defined]
+        return self.options.checkpoint or f"{self.server} at {self.options.url}"
 
     def close(self) -> None:
         if self._client is not None:
@@ -83,10 +87,10 @@ class ServerBackend(ImageBackend):
         import httpx
 
         if self._client is None:
-            self._client = httpx.Client(base_url=self.options.url,  # type: ignore[attr-defined]
+            self._client = httpx.Client(base_url=self.options.url,
                                         timeout=httpx.Timeout(self.options.timeout_s,
                                                               connect=10.0))
-        url = f"{self.options.url}{path}"  # type: ignore[attr-defined]
+        url = f"{self.options.url}{path}"
         for attempt in range(self.options.retries + 1):
             wait = self.options.backoff_s * 2 ** attempt
             try:
@@ -123,14 +127,13 @@ class ServerBackend(ImageBackend):
 
     def _garbage(self, response: Any, what: str) -> ServerError:
         sample = response.text[:160].replace("\n", " ") if response.content else "(empty)"
-        return ServerError(f"The {self.server} at {self.options.url} answered "  # type: ignore[attr-defined]
+        return ServerError(f"The {self.server} at {self.options.url} answered "
                            f"{response.request.url.path} with something that is not {what}: "
                            f"HTTP {response.status_code}, {sample!r}")
 
     def _prompts(self, request: ImageRequest) -> tuple[str, str]:
-        negative = ", ".join(p for p in (request.style.negative_prompt,
-                                         self.options.negative_prompt) if p)
-        return request.style.prompt(request.visual), negative
+        return (request.style.prompt(request.visual),
+                request.style.negative(self.options.negative_prompt))
 
     def _save(self, data: bytes, out: Path, what: str, response: Any) -> dict[str, Any]:
         """Decode the server's image and save it at exactly the profile's size."""
@@ -149,7 +152,6 @@ class ServerBackend(ImageBackend):
 
 
 class A1111Options(ServerOptions):
-    url: str = Field("http://127.0.0.1:7860", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     sampler: str = Field("DPM++ 2M", description="an A1111 sampler name")
     scheduler: str | None = Field(None, description="A1111 1.9+: Karras, Exponential...")
     cfg_scale: float = Field(7.0, ge=0, le=30)
@@ -222,7 +224,7 @@ PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 class ComfyUIOptions(ServerOptions):
-    url: str = Field("http://127.0.0.1:8188", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    url: str = Field("http://127.0.0.1:8188", pattern=URL)
     workflow: str = Field("sdxl-txt2img", description=(
         "a workflow in ComfyUI's API format: a name in templates/comfyui/ or a .json path"))
     cfg: float = Field(7.0, ge=0, le=30)

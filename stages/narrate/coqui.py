@@ -25,7 +25,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.assets import file_sha256
+from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError
+from stages.models import ModelSource, fingerprint
 from stages.narrate import (
     NarrateBackend,
     NarrateOptions,
@@ -138,18 +140,14 @@ class CoquiBackend(NarrateBackend):
     def close(self) -> None:
         self._models.clear()
         self._voices.clear()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
     def identity(self) -> dict[str, Any]:
         """Options plus the content of local model files, so new weights mean new audio."""
         options: CoquiOptions = self.options  # type: ignore[assignment]
         models = [options.model, *(route.model for route in options.languages.values())]
-        files = {model: {p.name: file_sha256(p) for p in sorted(Path(model).iterdir())
-                         if p.is_file()}
-                 for model in models if Path(model).is_dir()}
+        files = {model: fingerprint(ModelSource("folder", str(Path(model).expanduser())))
+                 for model in models if Path(model).expanduser().is_dir()}
         return {**super().identity(), "model_files": files}
 
     def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
@@ -221,7 +219,6 @@ class CoquiBackend(NarrateBackend):
 
 def _load(model: str, device: str) -> Any:
     """A coqui model by name (downloaded to coqui's cache) or from a local folder."""
-    import torch
     from transformers.utils import logging as transformers_logging
     from TTS.api import TTS
 
@@ -239,9 +236,7 @@ def _load(model: str, device: str) -> Any:
                            "name such as tts_models/multilingual/multi-dataset/xtts_v2.")
     else:
         tts = TTS(model_name=model, progress_bar=False)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return tts.to(device)
+    return tts.to(pick_device(device))
 
 
 def _is_xtts(model: str) -> bool:

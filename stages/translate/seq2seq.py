@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError
 from stages.languages import Language
 from stages.registry import BackendOptions
@@ -42,7 +43,6 @@ class Seq2SeqTranslator(TranslateBackend):
         self._lock = threading.Lock()   # a tokenizer's source language is per-call state
 
     def load(self) -> None:
-        import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -55,13 +55,11 @@ class Seq2SeqTranslator(TranslateBackend):
             raise SopreelError(f"Cannot load the translation model '{name}': {exc}. Give a "
                                "Hugging Face id this machine can download, or a local folder "
                                "with config.json, the weights and the tokenizer.") from None
-        device = self.options.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._model.to(device).eval()
+        self._model.to(pick_device(self.options.device)).eval()
 
     def close(self) -> None:
         self._tokenizer = self._model = None
+        free_memory()
 
     def translate(self, texts: list[str], source: Language, target: Language) -> list[str]:
         import torch
