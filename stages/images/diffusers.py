@@ -14,7 +14,6 @@ per-call state.
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -22,17 +21,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stages.devices import free_memory, pick_device
+from stages.diffusion import (
+    LOAD_ERRORS,
+    DiffusionOptions,
+    PipelineSlot,
+    first_line,
+    step_reporter,
+)
 from stages.errors import DataFileError, SopreelError
 from stages.images import ImageBackend, ImageOptions, ImageRequest
-from stages.models import (
-    ModelSource,
-    cached_commit,
-    fingerprint,
-    license_of,
-    locate,
-    refuse_pickle,
-)
+from stages.models import ModelSource, fingerprint, locate, refuse_pickle
 from stages.paths import TEMPLATES
 from stages.yamlfile import load_yaml
 
@@ -65,9 +63,8 @@ class LoraOptions(BaseModel):
     weight_name: str | None = Field(None, description="the file inside a folder or repo")
 
 
-class DiffusersOptions(ImageOptions):
+class DiffusersOptions(ImageOptions, DiffusionOptions):
     model: str = "black-forest-labs/FLUX.1-schnell"
-    revision: str | None = Field(None, description="branch, tag or commit of a Hub model")
     config: str | None = Field(None, description=(
         "for a single checkpoint file: a diffusers folder or Hub id with the same "
         "architecture, read for its layout and for parts the file lacks"))
@@ -80,14 +77,7 @@ class DiffusersOptions(ImageOptions):
     scheduler: str | None = None
     lora: LoraOptions | None = None
     max_sequence_length: int | None = Field(None, ge=16, le=512, description="FLUX T5 tokens")
-    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    offload: Literal["none", "model", "sequential"] = "none"
-    vae_tiling: bool = False
     vae_slicing: bool = False
-    compile: bool = False
-    allow_pickle: bool = Field(False, description="load .ckpt/.bin weights (pickle can run code)")
-    license: str | None = Field(None, description="of the weights, when not a well-known id")
 
     @field_validator("scheduler")
     @classmethod
@@ -106,47 +96,35 @@ class DiffusersBackend(ImageBackend):
     def __init__(self, options: DiffusersOptions):
         super().__init__(options)
         self.options: DiffusersOptions = options
-        self._pipe: Any = None
+        self._slot = PipelineSlot(options, "image model")
         self._family: str | None = None
-        self._lock = threading.Lock()
-        self._source: ModelSource | None = None
-        self._weights: dict[str, Any] = {}
 
     @property
     def license(self) -> str:  # type: ignore[override]
-        return license_of(self.options.model, self.options.license)
+        return self._slot.license
 
     # ---------------------------------------------------------- cheap: no weights are read
 
     def load(self) -> None:
         """Find the model and pin its weights; the pipeline itself loads on first use."""
         options = self.options
-        self._source = locate(options.model)
-        refuse_pickle(self._source, options.allow_pickle)
-        if self._source.kind == "folder" and not (self._source.path / "model_index.json").is_file():
-            raise SopreelError(f"{self._source.location} is not a diffusers pipeline folder (it "
-                               "has no model_index.json). For a single checkpoint, give the "
-                               ".safetensors file itself.")
-        self._weights = fingerprint(self._source, options.revision)
+        self._slot.pin()
         if options.lora is not None:
             lora = locate(options.lora.model, "LoRA")
             refuse_pickle(lora, options.allow_pickle, "LoRA")
-            self._weights["lora"] = fingerprint(lora)
+            self._slot.weights["lora"] = fingerprint(lora)
 
     def use_pipeline(self, pipe: Any) -> None:
         """Generate with a pipeline built elsewhere (the GPU benchmark's random-weight models),
         configured by this backend's options as a loaded one would be."""
-        _quiet_libraries()
-        self._source = ModelSource("hub", self.options.model)
-        self._pipe = self._configure(pipe)
+        self._slot.use(self._configure(pipe))
 
     def identity(self) -> dict[str, Any]:
         """Options plus which exact weights: new weights mean new images."""
-        return {**super().identity(), "weights": self._weights}
+        return {**super().identity(), "weights": self._slot.weights}
 
     def close(self) -> None:
-        self._pipe = None
-        free_memory()
+        self._slot.release()
 
     # ------------------------------------------------------------------------- generation
 
@@ -155,7 +133,7 @@ class DiffusersBackend(ImageBackend):
         import torch
 
         options = self.options
-        with self._lock:
+        with self._slot.lock:
             pipe = self._pipeline()
             arguments = self._arguments(pipe, request, on_progress)
             with torch.inference_mode():
@@ -186,57 +164,40 @@ class DiffusersBackend(ImageBackend):
         if options.max_sequence_length and "max_sequence_length" in accepted:
             arguments["max_sequence_length"] = options.max_sequence_length
         if on_progress is not None and "callback_on_step_end" in accepted:
-            def step_done(running: Any, step: int, _timestep: Any, tensors: dict) -> dict:
-                # Some samplers (Heun, DPM singlestep) call back more than once per step.
-                total = getattr(running, "num_timesteps", None) or options.steps
-                on_progress(min(1.0, (step + 1) / total))
-                return tensors
-            arguments["callback_on_step_end"] = step_done
+            arguments["callback_on_step_end"] = step_reporter(on_progress, options.steps)
         return arguments
 
     def _facts(self, pipe: Any, request: ImageRequest, arguments: dict[str, Any]) -> dict:
         """What the manifest records for a generated image."""
-        options, source = self.options, self._source
+        options, source = self.options, self._slot.source
         assert source is not None
         facts: dict[str, Any] = {
             "model": source.location, "pipeline": type(pipe).__name__, "seed": request.seed,
             "guidance": arguments.get("guidance_scale", "default"),
             "scheduler": type(pipe.scheduler).__name__,
             "prompt_tokens": _token_count(pipe, arguments["prompt"]),
+            **self._slot.weights_facts(),
         }
-        if source.kind == "hub":
-            facts["revision"] = (cached_commit(source.location, options.revision)
-                                 or options.revision or "main")
-        else:
-            facts["sha256"] = self._weights["sha256"]
         tokens, limit = facts["prompt_tokens"], getattr(pipe.tokenizer, "model_max_length", 0)
         if self._family != "flux" and tokens and limit and tokens > limit:   # FLUX reads T5
             facts["warning"] = (f"the prompt is {tokens} CLIP tokens; CLIP reads the first "
                                 f"{limit}: shorten the visual or the style's prefix/suffix")
         if options.lora is not None:
             facts["lora"] = {"model": options.lora.model, "weight": options.lora.weight,
-                             **self._weights["lora"]}
+                             **self._slot.weights["lora"]}
         return facts
 
     # ---------------------------------------------------------------------- loading
 
     def _pipeline(self) -> Any:
-        if self._pipe is None:
-            if self._source is None:
-                self.load()
-            self._pipe = self._configure(self._load_pipeline())
-        return self._pipe
+        return self._slot.get(lambda source: self._configure(self._load_pipeline(source)))
 
-    def _load_pipeline(self) -> Any:
-        _quiet_libraries()
+    def _load_pipeline(self, source: ModelSource) -> Any:
         import diffusers
-
-        options, source = self.options, self._source
-        assert source is not None
-        dtype = _dtype(options.dtype, pick_device(options.device, mps=True))
-        safe = None if options.allow_pickle else True
         from diffusers.loaders.single_file_utils import SingleFileComponentError
 
+        options = self.options
+        dtype = self._slot.dtype()
         try:
             if source.kind == "file":
                 return self._from_single_file(diffusers, source.path, dtype)
@@ -245,20 +206,14 @@ class DiffusersBackend(ImageBackend):
             else:
                 cls = diffusers.AutoPipelineForText2Image
             return cls.from_pretrained(source.location, revision=options.revision, dtype=dtype,
-                                       use_safetensors=safe)
-        except (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError) as exc:
-            reason = _first_line(exc)
+                                       use_safetensors=None if options.allow_pickle else True)
+        except (*LOAD_ERRORS, SingleFileComponentError) as exc:
+            hint = ""
             if source.kind == "file":
                 hint = (" A checkpoint file is read with the layout of `config`: a diffusers "
                         "folder, or a Hub id this machine has cached, of the same architecture "
                         f"(now {options.config or 'the default for its family'}).")
-            elif "safetensors" in reason and not options.allow_pickle:
-                hint = (" Only safetensors weights are loaded; set `allow_pickle: true` to load "
-                        ".bin weights you trust.")
-            else:
-                hint = ""
-            raise SopreelError(f"Cannot load the image model '{options.model}': {reason}.{hint}") \
-                from None
+            raise self._slot.load_error(exc, hint) from None
 
     def _from_single_file(self, diffusers: Any, path: Path, dtype: Any) -> Any:
         """A checkpoint file as A1111/ComfyUI keep it, read in place."""
@@ -276,7 +231,7 @@ class DiffusersBackend(ImageBackend):
         return pipeline_class.from_single_file(str(path), config=config, dtype=dtype)
 
     def _configure(self, pipe: Any) -> Any:
-        """Scheduler, LoRA, device placement and memory/speed switches, as the profile says."""
+        """Scheduler and LoRA, then placement and the memory/speed switches (`PipelineSlot`)."""
         import diffusers
 
         options = self.options
@@ -289,32 +244,10 @@ class DiffusersBackend(ImageBackend):
             pipe.scheduler = _scheduler(diffusers, options.scheduler, pipe)
         if options.lora is not None:
             _load_lora(pipe, options.lora, options.allow_pickle)
-        device = pick_device(options.device, mps=True)
-        if options.offload == "model" and device != "cpu":
-            pipe.enable_model_cpu_offload(device=device)
-        elif options.offload == "sequential" and device != "cpu":
-            pipe.enable_sequential_cpu_offload(device=device)
-        else:
-            pipe.to(device)
-        if options.vae_tiling:
-            pipe.vae.enable_tiling()
+        pipe = self._slot.place(pipe)
         if options.vae_slicing:
             pipe.vae.enable_slicing()
-        if options.compile:
-            denoiser = getattr(pipe, "transformer", None) or pipe.unet
-            denoiser.compile(fullgraph=False)
-        pipe.set_progress_bar_config(disable=True)
         return pipe
-
-
-def _quiet_libraries() -> None:
-    """Their warnings (a prompt CLIP truncates...) reach the manifest as facts, not stderr."""
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    import diffusers
-
-    diffusers.utils.logging.set_verbosity_error()
 
 
 def _load_lora(pipe: Any, lora: LoraOptions, allow_pickle: bool) -> None:
@@ -323,7 +256,7 @@ def _load_lora(pipe: Any, lora: LoraOptions, allow_pickle: bool) -> None:
                                adapter_name="style", use_safetensors=not allow_pickle)
     except (OSError, ValueError) as exc:
         hint = "" if allow_pickle else " Only .safetensors LoRAs are loaded."
-        raise SopreelError(f"Cannot load the LoRA '{lora.model}': {_first_line(exc)}.{hint}") \
+        raise SopreelError(f"Cannot load the LoRA '{lora.model}': {first_line(exc)}.{hint}") \
             from None
     pipe.set_adapters(["style"], adapter_weights=[lora.weight])
 
@@ -365,23 +298,7 @@ def _scheduler(diffusers: Any, name: str, pipe: Any) -> Any:
     return cls.from_config(pipe.scheduler.config, **entry["config"])
 
 
-def _dtype(choice: str, device: str) -> Any:
-    """bf16 on a GPU that has it (fp16 otherwise), fp32 on the CPU, unless the profile says."""
-    import torch
-
-    if choice != "auto":
-        return getattr(torch, choice)
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if device == "mps" else torch.float32
-
-
 def _token_count(pipe: Any, prompt: str) -> int | None:
     """How many CLIP tokens the prompt takes: past 77, CLIP ignores the rest."""
     tokenizer = getattr(pipe, "tokenizer", None)
     return len(tokenizer(prompt).input_ids) if tokenizer is not None else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__
