@@ -37,9 +37,9 @@ def prepare(script: Path, lang: str, out: Path):
     plan = plan_build(load_script(script, only_languages=[lang]), load_profile("draft"), out)
     loaded = LoadedBackends()
     stills = [make_image(plan, scene, loaded) for scene in plan.scenes]
-    clips = [make_clip(plan, scene, still, loaded) for scene, still in zip(plan.scenes, stills,
-                                                                          strict=True)]
     voices = [make_narration(plan, scene, lang, loaded) for scene in plan.scenes]
+    clips = [make_clip(plan, scene, still, [voice], loaded)
+             for scene, still, voice in zip(plan.scenes, stills, voices, strict=True)]
     return plan, clips, voices, make_music(plan, loaded)
 
 

@@ -1,9 +1,10 @@
 """The `build-video` flow: a script becomes a finished video per language.
 
-Stage-major: every scene's image, then every clip, then every narration, then the music, then
-one compose per language, so a stage's model is loaded once per build and released before the
-next stage's. Caching is by content (`stages.assets`), not by Prefect: a task whose asset exists
-returns it at once, whatever the run, server or machine.
+Stage-major: every scene's image, then every narration, then every clip (as long as the
+scene's longest narration), then the music, then one compose per language, so a stage's model
+is loaded once per build and released before the next stage's. Caching is by content
+(`stages.assets`), not by Prefect: a task whose asset exists returns it at once, whatever the
+run, server or machine.
 """
 
 from __future__ import annotations
@@ -43,25 +44,33 @@ from stages.voices import DEFAULT_USE
 BACKENDS = LoadedBackends()   # models loaded once per process, shared by a stage's tasks
 
 
-@task(name="image", cache_policy=NO_CACHE, task_run_name="image-{scene.id}")
-def image_task(plan: BuildPlan, scene: ScenePlan) -> Asset:
+def _advancer(stage: str) -> Callable[[float], None]:
+    """Progress through one item (0..1) of a stage whose bar counts items: a diffusion model
+    reports every step."""
     done = 0.0
 
-    def advance_to(fraction: float) -> None:   # a diffusion model reports every step
+    def advance_to(fraction: float) -> None:
         nonlocal done
         if fraction > done:
-            PROGRESS.advance("images", fraction - done)
+            PROGRESS.advance(stage, fraction - done)
             done = fraction
+    return advance_to
 
+
+@task(name="image", cache_policy=NO_CACHE, task_run_name="image-{scene.id}")
+def image_task(plan: BuildPlan, scene: ScenePlan) -> Asset:
+    advance_to = _advancer("images")
     asset = make_image(plan, scene, BACKENDS, on_progress=advance_to)
     advance_to(1.0)
     return asset
 
 
 @task(name="animate", cache_policy=NO_CACHE, task_run_name="animate-{scene.id}")
-def animate_task(plan: BuildPlan, scene: ScenePlan, image: Asset) -> Asset:
-    asset = make_clip(plan, scene, image, BACKENDS)
-    PROGRESS.advance("animate")
+def animate_task(plan: BuildPlan, scene: ScenePlan, image: Asset,
+                 narrations: list[Asset]) -> Asset:
+    advance_to = _advancer("animate")
+    asset = make_clip(plan, scene, image, narrations, BACKENDS, on_progress=advance_to)
+    advance_to(1.0)
     return asset
 
 
@@ -134,11 +143,13 @@ def build_plans(plans: list[BuildPlan]) -> dict[str, dict[str, Any]]:
 
     stills = _stage("images", lambda: [image_task.submit(plans[i], scene)
                                        for i, scene in shots], len(shots))
-    clips = _stage("animate", lambda: [animate_task.submit(plans[i], scene, still)
-                                       for (i, scene), still in zip(shots, stills, strict=True)],
-                   len(shots))
     spoken = _stage("narrate", lambda: [narrate_task.submit(plans[i], scene, lang)
                                         for i, lang, scene in voiced], len(voiced))
+    # A clip covers the scene's longest narration, so narration comes first.
+    heard = _grouped([(i, scene.id) for i, _, scene in voiced], spoken)
+    clips = _stage("animate", lambda: [
+        animate_task.submit(plans[i], scene, still, heard[(i, scene.id)])
+        for (i, scene), still in zip(shots, stills, strict=True)], len(shots))
     beds = _stage("music", lambda: [music_task.submit(plan) for plan in plans])
     stills_of = _grouped([i for i, _ in shots], stills)
     clips_of = _grouped([i for i, _ in shots], clips)

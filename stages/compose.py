@@ -184,6 +184,17 @@ def _ass(job: ComposeJob, timeline: Timeline) -> str:
                   width=options.width, height=options.height)
 
 
+def transition_overlap(options: ComposeOptions, last: bool) -> float:
+    """Seconds a scene's clip runs on under the next one's cross-fade."""
+    return options.transition_s if options.transition == "crossfade" and not last else 0.0
+
+
+def footage_seconds(options: ComposeOptions, narration_s: float, last: bool) -> float:
+    """How long a scene's clip is on screen: its slot (lead-in, narration, pause) and the
+    cross-fade into the next scene."""
+    return options.lead_s + narration_s + options.pause_s + transition_overlap(options, last)
+
+
 def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
                  background: str) -> ffmpeg.nodes.FilterableStream:
     """A clip played at most `max_slowdown` times slower, then held, cut to `seconds`."""
@@ -210,7 +221,7 @@ def _scene_sequence(job: ComposeJob, timeline: Timeline) -> ffmpeg.nodes.Filtera
     fade = options.transition_s
     clips = []
     for index, (scene, slot) in enumerate(zip(job.scenes, timeline.slots, strict=True)):
-        overlap = fade if kind == "crossfade" and index < last else 0.0
+        overlap = transition_overlap(options, index == last)
         clip = _fitted_clip(scene, slot.length + overlap, options, job.style.colors.background)
         if kind == "dip":   # fade out to the style colour and back in: cheap, no overlap
             colour = job.style.colors.background

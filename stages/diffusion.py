@@ -188,13 +188,16 @@ def step_reporter(on_progress: Callable[[float], None], steps: int) -> Callable[
 
 
 def quiet_libraries() -> None:
-    """Their warnings (a prompt CLIP truncates...) reach the manifest as facts, not stderr."""
+    """Their warnings (a prompt CLIP truncates...) reach the manifest as facts, not stderr;
+    progress goes through the stage's bar, not theirs."""
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     import diffusers
 
     diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
 
 
 def first_line(exc: BaseException) -> str:

@@ -130,3 +130,15 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(pcm.tobytes())
+
+
+def write_video(frames: np.ndarray, fps: float, out: Path, crf: int = 16) -> None:
+    """RGB frames (count, height, width, 3; uint8, or floats in 0..1) as an H.264 MP4."""
+    if frames.dtype != np.uint8:
+        frames = (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    count, height, width, _ = frames.shape
+    run(["ffmpeg", "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-f", "rawvideo",
+         "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-",
+         "-frames:v", str(count), "-c:v", "libx264", "-preset", "fast", "-crf", str(crf),
+         "-pix_fmt", "yuv420p", "-an", "-f", "mp4", str(out)],
+        what="encoding a generated clip", stdin=np.ascontiguousarray(frames).tobytes())

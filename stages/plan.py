@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from stages import animate, images, languages, music, narrate, voices
+from stages.animate import chain
 from stages.assets import Asset, AssetStore, file_sha256, recipe_key, write_text_atomic
-from stages.compose import ComposeJob, ComposeResult, SceneInput, compose
+from stages.compose import ComposeJob, ComposeResult, SceneInput, compose, footage_seconds
 from stages.errors import ConsentError
 from stages.languages import Language
 from stages.paths import voices_dir
@@ -150,13 +151,83 @@ def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends,
                      seed=scene.seed)
 
 
-def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, loaded: LoadedBackends) -> Asset:
+def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, narrations: list[Asset],
+              loaded: LoadedBackends,
+              on_progress: Callable[[float], None] | None = None) -> Asset:
+    """The scene's clip, long enough for its longest narration (`narrations`: one per language).
+
+    Segments are chained from the still, each starting from the last frame of the one before,
+    then joined at the compose frame rate (`stages.animate.chain`). Each segment is an asset of
+    its own, so a longer dub later adds segments and remakes none."""
     backend: animate.AnimateBackend = _backend(plan, "animate", loaded)
-    request = animate.ClipRequest(image=image.path, motion=scene.motion,
-                                  prompt=plan.style.prompt(scene.motion or scene.visual),
-                                  seed=scene.seed)
-    return _generate(plan, "animate", backend, request, ".mp4",
-                     lambda out: backend.animate(request, out), seed=scene.seed)
+    options: animate.AnimateOptions = backend.options   # type: ignore[assignment]
+    compose_options = plan.profile.compose
+    last = scene.index == len(plan.scenes) - 1
+    target = max(footage_seconds(compose_options, float(n.info["seconds"]), last)
+                 for n in narrations)
+    coverage = chain.plan_coverage(target, options.frames, options.fps, options.max_segments,
+                                   compose_options.max_slowdown)
+    prompt = plan.style.prompt(scene.motion or scene.visual)
+    negative = plan.style.negative(getattr(options, "negative_prompt", ""))
+    segments: list[Asset] = []
+    start = image.path
+    while len(segments) < coverage.segments:
+        done = len(segments)
+        request = animate.ClipRequest(image=start, motion=scene.motion, prompt=prompt,
+                                      negative_prompt=negative, seed=scene.seed + done)
+        report = _share(on_progress, done, coverage.segments)
+        segment = _generate(plan, "animate", backend, request, ".mp4",
+                            lambda out, r=request, p=report: backend.animate(r, out, p),
+                            seed=request.seed)
+        segments.append(segment)
+        if done == 0:   # the backend's real segment (a model may drop frames): plan again
+            coverage = chain.plan_coverage(
+                target, int(segment.info["frames"]), float(segment.info["fps"]),
+                options.max_segments, compose_options.max_slowdown,
+                overlap=1 if segment.info.get("starts_with_image", True) else 0)
+        if len(segments) < coverage.segments:
+            start = _last_frame(plan, segment).path
+    return _join(plan, backend, segments, coverage)
+
+
+def _share(on_progress: Callable[[float], None] | None, index: int,
+           count: int) -> Callable[[float], None] | None:
+    """Progress through one of `count` parts reported as progress through the whole."""
+    if on_progress is None:
+        return None
+    return lambda fraction: on_progress((index + fraction) / count)
+
+
+def _last_frame(plan: BuildPlan, segment: Asset) -> Asset:
+    frames = int(segment.info["frames"])
+    return _produce(plan, "animate", {"last_frame_of": segment.path, "frames": frames,
+                                      "version": 1}, ".png",
+                    lambda out: chain.last_frame(segment.path, frames, out), None)
+
+
+def _join(plan: BuildPlan, backend: animate.AnimateBackend, segments: list[Asset],
+          coverage: chain.Coverage) -> Asset:
+    """The segments as one clip of the scene's length at the compose frame rate (or the one
+    segment as it is, when compose can fit it alone)."""
+    first = segments[0]
+    facts = {"coverage": coverage.describe(),
+             "segments": [{"path": s.path.relative_to(plan.out_dir).as_posix(),
+                           "seed": s.info.get("seed")} for s in segments]}
+    fps = plan.profile.compose.fps
+    if not chain.needs_join(coverage, fps):
+        return dataclasses.replace(first, info={**first.info, **facts})
+    options: animate.AnimateOptions = backend.options   # type: ignore[assignment]
+    recipe = {"join": [s.path for s in segments], "coverage": coverage, "fps": fps,
+              "retime": options.retime, "crf": options.crf, "version": 1}
+    size = {"width": first.info["width"], "height": first.info["height"]}
+    # The model's facts (pipeline, weights, steps) carry over; the segment's own do not.
+    made = {key: value for key, value in first.info.items()
+            if key not in ("backend", "model", "license", "fps", "frames", "seconds", "seed",
+                           "starts_with_image")}
+    return _produce(plan, "animate", recipe, ".mp4",
+                    lambda out: chain.join_segments([s.path for s in segments], coverage, fps,
+                                                    options.retime, out, options.crf) | size,
+                    backend, **made, **facts)
 
 
 def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,

@@ -1,10 +1,12 @@
-"""Tiny random-weight Stable Diffusion 1.5, SDXL and FLUX.1 pipelines, built locally.
+"""Tiny random-weight Stable Diffusion 1.5, SDXL, FLUX.1 and Wan2.1 image-to-video pipelines,
+built locally.
 
 Each is saved with `save_pretrained` in the same layout as the real model's Hugging Face repo
 (model_index.json, one folder per component, safetensors weights, tokenizers), so the images
 backend loads it through the same `from_pretrained` call a user's model id takes. Tokenizers
 come from a small local vocabulary; nothing is fetched from a hub. Each is well under 1 MB and
-draws a 64x64 image on the CPU in a fraction of a second; the pictures are noise.
+draws a 64x64 image (or a 9-frame clip) on the CPU in a fraction of a second; the pictures
+are noise.
 """
 
 from __future__ import annotations
@@ -135,3 +137,44 @@ def build_sd_lora(pipeline_folder: Path, out: Path, safe: bool = True) -> Path:
     StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers,
                                               safe_serialization=safe)
     return out
+
+
+def build_wan_i2v(folder: Path) -> Path:
+    """A Wan2.1-I2V-shaped pipeline: UMT5 text encoder, CLIP vision image encoder, the Wan
+    video VAE (4x in time, 8x in space) and a 3D transformer taking 36 latent channels (16
+    noise + 4 mask + 16 image)."""
+    import torch
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        UMT5Config,
+        UMT5EncoderModel,
+    )
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=37,
+                                               num_layers=2, num_heads=4, pad_token_id=0,
+                                               eos_token_id=1, decoder_start_token_id=0))
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
+        out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
+        cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=4)
+    image_encoder = CLIPVisionModel(CLIPVisionConfig(
+        hidden_size=4, projection_dim=4, num_hidden_layers=2, num_attention_heads=2,
+        image_size=32, intermediate_size=16, patch_size=1))
+    pipe = WanImageToVideoPipeline(
+        tokenizer=t5_tokenizer(), text_encoder=text_encoder, vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        image_processor=CLIPImageProcessor(crop_size=32, size=32), image_encoder=image_encoder,
+        transformer=transformer)
+    pipe.save_pretrained(folder)
+    return folder

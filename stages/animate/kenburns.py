@@ -7,6 +7,7 @@ Moves ease in and out (smoothstep) so clips start and end at rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,6 @@ def zoompan_expressions(move: str, frames: int, zoom: float) -> dict[str, str]:
 
 class KenBurnsOptions(AnimateOptions):
     zoom: float = Field(0.08, ge=0, le=0.5, description="how far a push-in or pull-out travels")
-    crf: int = Field(16, ge=0, le=40, description="intermediate clip quality (lower is better)")
 
 
 class KenBurnsBackend(AnimateBackend):
@@ -64,7 +64,8 @@ class KenBurnsBackend(AnimateBackend):
     license = "n/a (ffmpeg zoompan)"
     Options = KenBurnsOptions
 
-    def animate(self, request: ClipRequest, out: Path) -> dict[str, Any]:
+    def animate(self, request: ClipRequest, out: Path,
+                on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         options: KenBurnsOptions = self.options  # type: ignore[assignment]
         move = choose_move(request.motion)
         exprs = zoompan_expressions(move, options.frames, options.zoom)
