@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import TINY_PROFILE, base_script, ffprobe, make_photo, write_script
 from pydantic import ValidationError
-from tiny_diffusion import build_wan_i2v
+from tiny_diffusion import build_hunyuan_i2v, build_wan_i2v
 
 from flows.cli import main
 from stages.animate import BACKENDS, ClipRequest
@@ -195,6 +195,26 @@ def test_wan_animates_a_still_from_its_folder_reproducibly(tiny_wan, tmp_path):
     stream = ffprobe(tmp_path / "d.mp4")["streams"][0]
     assert (stream["width"], stream["height"]) == (48, 64)
     chosen.close()
+
+
+def test_hunyuan_animates_a_still_behind_the_same_interface(tmp_path_factory, tmp_path):
+    model = build_hunyuan_i2v(tmp_path_factory.mktemp("tiny-hunyuan") / "hunyuan-i2v")
+    chosen = BACKENDS.get("hunyuan-i2v")(BACKENDS.get("hunyuan-i2v").Options(
+        model=str(model), width=64, height=48, frames=9, steps=2, true_cfg=2.0))
+    chosen.load()
+    still = make_photo(tmp_path / "still.png", (640, 480))
+    request = ClipRequest(image=still, prompt="a forklift backs out slowly",
+                          negative_prompt="static", seed=3)
+    facts = chosen.animate(request, tmp_path / "a.mp4")
+    stream = ffprobe(tmp_path / "a.mp4")["streams"][0]
+    assert (stream["width"], stream["height"]) == (64, 48) and stream["r_frame_rate"] == "24/1"
+    # The latent-concat model drops its first four frames: the segment does not open on the
+    # still, so chaining keeps every frame of the next segment.
+    assert facts["frames"] == int(stream["nb_frames"]) == 5
+    assert facts["starts_with_image"] is False
+    assert facts["pipeline"] == "HunyuanVideoImageToVideoPipeline"
+    chosen.animate(request, tmp_path / "b.mp4")
+    assert decoded_md5(tmp_path / "a.mp4") == decoded_md5(tmp_path / "b.mp4")
 
 
 def test_wan_options_and_locations_are_checked(tiny_wan, tmp_path):

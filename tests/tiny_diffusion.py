@@ -1,5 +1,5 @@
-"""Tiny random-weight Stable Diffusion 1.5, SDXL, FLUX.1 and Wan2.1 image-to-video pipelines,
-built locally.
+"""Tiny random-weight Stable Diffusion 1.5, SDXL, FLUX.1, Wan2.1 and HunyuanVideo
+image-to-video pipelines, built locally.
 
 Each is saved with `save_pretrained` in the same layout as the real model's Hugging Face repo
 (model_index.json, one folder per component, safetensors weights, tokenizers), so the images
@@ -176,5 +176,79 @@ def build_wan_i2v(folder: Path) -> Path:
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         image_processor=CLIPImageProcessor(crop_size=32, size=32), image_encoder=image_encoder,
         transformer=transformer)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def llama_tokenizer():
+    """A character-level tokenizer with Llama-3's chat markers and LLaVA's <image>, so that
+    HunyuanVideo-I2V's own prompt template tokenizes as it does with the real one: <image>
+    lands at position 5, where the pipeline puts the image embeddings."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                "<|eot_id|>", "<image>"]
+    words = ["system", "user", "assistant", "\n\n", "\n"]
+    letters = list(dict.fromkeys(LETTERS + LETTERS.upper() + " ,"))
+    vocab = {token: i for i, token in enumerate([*specials, *words, *letters, "<unk>"])}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                                  for t in specials])
+    tokenizer.add_tokens([AddedToken(word, normalized=False) for word in words])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", special_tokens=[("<|begin_of_text|>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|begin_of_text|>",
+                                   eos_token="<|eot_id|>", pad_token="<pad>", unk_token="<unk>",
+                                   model_max_length=4096), len(vocab)
+
+
+def build_hunyuan_i2v(folder: Path) -> Path:
+    """A HunyuanVideo-I2V-shaped pipeline: a LLaVA (Llama + CLIP vision) prompt encoder that
+    sees the image, a CLIP text encoder, the Hunyuan video VAE and a latent-concat transformer
+    (which drops the first four frames it makes)."""
+    import torch
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoImageToVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
+
+    torch.manual_seed(0)
+    tokenizer, vocab_size = llama_tokenizer()
+    transformer = HunyuanVideoTransformer3DModel(
+        in_channels=2 * 4 + 1, out_channels=4, num_attention_heads=2, attention_head_dim=10,
+        num_layers=1, num_single_layers=1, num_refiner_layers=1, patch_size=1, patch_size_t=1,
+        guidance_embeds=False, text_embed_dim=16, pooled_projection_dim=32,
+        rope_axes_dim=(2, 4, 4), image_condition_type="latent_concat")
+    vae = AutoencoderKLHunyuanVideo(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+        up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1, act_fn="silu", norm_num_groups=4, scaling_factor=0.476986,
+        spatial_compression_ratio=8, temporal_compression_ratio=4, mid_block_add_attention=True)
+    llama = LlamaConfig(bos_token_id=1, eos_token_id=4, pad_token_id=0, hidden_size=16,
+                        intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                        vocab_size=vocab_size, hidden_act="gelu")
+    # CLIP-L/14 at 336 px: 576 patch embeddings, as many as the template's image slots.
+    vision = CLIPVisionConfig(hidden_size=8, intermediate_size=37, projection_dim=32,
+                              num_attention_heads=4, num_hidden_layers=2, image_size=336,
+                              patch_size=14)
+    text_encoder = LlavaForConditionalGeneration(LlavaConfig(
+        vision_config=vision, text_config=llama, pad_token_id=0, image_token_index=5))
+    pipe = HunyuanVideoImageToVideoPipeline(
+        text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+        text_encoder_2=_clip_text(hidden=32), tokenizer_2=clip_tokenizer(),
+        image_processor=CLIPImageProcessor(crop_size=336, size=336, resample=3))
     pipe.save_pretrained(folder)
     return folder

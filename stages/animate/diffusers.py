@@ -186,8 +186,8 @@ class HunyuanOptions(VideoDiffusionOptions):
     model: str = "hunyuanvideo-community/HunyuanVideo-I2V"
     frames: int = Field(129, ge=5, le=2000, description="4k+1 frames per segment")
     fps: int = Field(24, ge=4, le=60)
-    width: int = Field(1280, ge=64, le=3840, multiple_of=SIDE_MULTIPLE)
-    height: int = Field(720, ge=64, le=2160, multiple_of=SIDE_MULTIPLE)
+    width: int = Field(1280, ge=32, le=3840, multiple_of=SIDE_MULTIPLE)
+    height: int = Field(720, ge=32, le=2160, multiple_of=SIDE_MULTIPLE)
     steps: int = Field(50, ge=1, le=200)
     guidance: float = Field(6.0, ge=0, le=30, description="embedded guidance (HunyuanVideo-I2V)")
     true_cfg: float = Field(1.0, ge=1, le=30, description=(
