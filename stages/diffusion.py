@@ -70,9 +70,14 @@ class PipelineSlot:
         return license_of(self.options.model, self.options.license)
 
     def pin(self, files: bool = True) -> ModelSource:
-        """Find the model and fingerprint which exact weights it is; no weights are read.
+        """Find the model and fingerprint which exact weights it is; no weights are read."""
+        source = self.find(files)
+        self.source, self.weights = source, fingerprint(source, self.options.revision)
+        return source
 
-        A folder must be a diffusers pipeline; a single file only where `files` allows it."""
+    def find(self, files: bool = True) -> ModelSource:
+        """Where the model is: a folder must be a diffusers pipeline, a single file is allowed
+        only where `files` says, and pickle weights only where the profile allows them."""
         source = locate(self.options.model, self.what)
         refuse_pickle(source, self.options.allow_pickle, self.what)
         if source.kind == "folder" and not (source.path / "model_index.json").is_file():
@@ -82,7 +87,6 @@ class PipelineSlot:
         if source.kind == "file" and not files:
             raise SopreelError(f"The {self.what} '{self.options.model}' must be a diffusers "
                                "folder or a Hugging Face id, not a single file.")
-        self.source, self.weights = source, fingerprint(source, self.options.revision)
         return source
 
     def get(self, load: Callable[[ModelSource], Any]) -> Any:

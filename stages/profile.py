@@ -147,7 +147,14 @@ def _stage_choice(located: LocatedYaml, stage: str, registry: Registry[Any],
                                 str(exc)))
         return None
     try:
-        return StageChoice(section["backend"], backend.Options.model_validate(options))
+        choice = StageChoice(section["backend"], backend.Options.model_validate(options))
     except ValidationError as exc:
         problems.extend(problems_from(exc, backend.Options, located, (stage,)))
         return None
+    try:   # a model folder that does not exist, found now rather than after hours of work
+        backend(choice.options).preflight()
+    except SopreelError as exc:
+        key = "model" if "model" in options else "backend"
+        problems.append(Problem(located.line((stage, key)), format_loc((stage, key)), str(exc)))
+        return None
+    return choice

@@ -39,6 +39,10 @@ class Backend:
     def __init__(self, options: BackendOptions):
         self.options = options
 
+    def preflight(self) -> None:
+        """Cheap checks made when a build is planned, before any work (a model folder that
+        does not exist); nothing is loaded."""
+
     def load(self) -> None:
         """Load models or check tools; called once before the first use."""
 

@@ -243,6 +243,12 @@ def test_a_profile_typo_in_the_animate_stage_names_its_line(tmp_path):
         "frames": 80}}), encoding="utf-8")
     with pytest.raises(ProfileError, match=r"p\.yaml:\d+.*frames.*4k\+1"):
         load_profile(profile)
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "animate": {
+        "backend": "wan-i2v", "model": "./models/wan-i2v-480p"}}), encoding="utf-8")
+    # A model folder that is not there stops the build before any scene is drawn.
+    with pytest.raises(ProfileError, match=r"p\.yaml:\d+: animate\.model: The video model "
+                                           r"'\./models/wan-i2v-480p' is neither"):
+        load_profile(profile)
 
 
 @pytest.mark.usefixtures("prefect_server")

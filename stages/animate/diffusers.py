@@ -84,6 +84,9 @@ class VideoDiffusionBackend(AnimateBackend):
     def license(self) -> str:  # type: ignore[override]
         return self._slot.license
 
+    def preflight(self) -> None:
+        self._slot.find(files=False)
+
     def load(self) -> None:
         """Find the model and pin its weights; the pipeline itself loads on first use."""
         self._slot.pin(files=False)

@@ -105,6 +105,12 @@ class DiffusersBackend(ImageBackend):
 
     # ---------------------------------------------------------- cheap: no weights are read
 
+    def preflight(self) -> None:
+        self._slot.find()
+        if self.options.lora is not None:
+            refuse_pickle(locate(self.options.lora.model, "LoRA"), self.options.allow_pickle,
+                          "LoRA")
+
     def load(self) -> None:
         """Find the model and pin its weights; the pipeline itself loads on first use."""
         options = self.options
