@@ -172,6 +172,32 @@ class PipelineSlot:
                             f"{hint}")
 
 
+class PipelineBackend:
+    """Mixed into a stage backend that runs one diffusers pipeline held in `self._slot`: its
+    licence, identity (options plus which exact weights), release, and an outside pipeline."""
+
+    _slot: PipelineSlot
+
+    @property
+    def license(self) -> str:
+        return self._slot.license
+
+    def use_pipeline(self, pipe: Any) -> None:
+        """Run a pipeline built elsewhere (the GPU benchmarks' random-weight models),
+        configured by this backend's options as a loaded one would be."""
+        self._slot.use(self._configure(pipe))
+
+    def identity(self) -> dict[str, Any]:
+        """Options plus which exact weights: new weights mean new assets."""
+        return {**super().identity(), "weights": self._slot.weights}  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._slot.release()
+
+    def _configure(self, pipe: Any) -> Any:
+        raise NotImplementedError
+
+
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
 
 

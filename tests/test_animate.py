@@ -236,6 +236,15 @@ def test_wan_options_and_locations_are_checked(tiny_wan, tmp_path):
         wan("./missing-folder")
 
 
+def test_well_known_weights_have_their_licence_without_a_profile_saying():
+    from stages.models import known_licenses
+
+    assert BACKENDS.get("wan-i2v")(BACKENDS.get("wan-i2v").Options()).license == "Apache-2.0"
+    assert known_licenses()["black-forest-labs/flux.1-dev"].commercial is False
+    local = BACKENDS.get("wan-i2v").Options(model="./my-finetune")
+    assert BACKENDS.get("wan-i2v")(local).license.startswith("unknown: set `license`")
+
+
 def test_a_profile_typo_in_the_animate_stage_names_its_line(tmp_path):
     profile = tmp_path / "p.yaml"
     profile.write_text(yaml.safe_dump({**TINY_PROFILE, "animate": {

@@ -21,7 +21,13 @@ from PIL import Image, ImageOps
 from pydantic import Field, field_validator
 
 from stages.animate import AnimateBackend, AnimateOptions, ClipRequest
-from stages.diffusion import LOAD_ERRORS, DiffusionOptions, PipelineSlot, step_reporter
+from stages.diffusion import (
+    LOAD_ERRORS,
+    DiffusionOptions,
+    PipelineBackend,
+    PipelineSlot,
+    step_reporter,
+)
 from stages.errors import MediaError
 from stages.media import write_video
 from stages.models import ModelSource
@@ -66,7 +72,7 @@ class VideoDiffusionOptions(AnimateOptions, DiffusionOptions):
         return frames
 
 
-class VideoDiffusionBackend(AnimateBackend):
+class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
     """One segment per call from a diffusers image-to-video pipeline."""
 
     version = 1
@@ -80,26 +86,12 @@ class VideoDiffusionBackend(AnimateBackend):
         self.options: VideoDiffusionOptions = options
         self._slot = PipelineSlot(options, "video model")
 
-    @property
-    def license(self) -> str:  # type: ignore[override]
-        return self._slot.license
-
     def preflight(self) -> None:
         self._slot.find(files=False)
 
     def load(self) -> None:
         """Find the model and pin its weights; the pipeline itself loads on first use."""
         self._slot.pin(files=False)
-
-    def use_pipeline(self, pipe: Any) -> None:
-        """Animate with a pipeline built elsewhere (the GPU benchmark's random weights)."""
-        self._slot.use(self._configure(pipe))
-
-    def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "weights": self._slot.weights}
-
-    def close(self) -> None:
-        self._slot.release()
 
     def animate(self, request: ClipRequest, out: Path,
                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stages.diffusion import (
     LOAD_ERRORS,
     DiffusionOptions,
+    PipelineBackend,
     PipelineSlot,
     first_line,
     step_reporter,
@@ -88,7 +89,7 @@ class DiffusersOptions(ImageOptions, DiffusionOptions):
                          "scheduler class name")
 
 
-class DiffusersBackend(ImageBackend):
+class DiffusersBackend(PipelineBackend, ImageBackend):
     name = "diffusers"
     version = 1
     Options = DiffusersOptions
@@ -98,10 +99,6 @@ class DiffusersBackend(ImageBackend):
         self.options: DiffusersOptions = options
         self._slot = PipelineSlot(options, "image model")
         self._family: str | None = None
-
-    @property
-    def license(self) -> str:  # type: ignore[override]
-        return self._slot.license
 
     # ---------------------------------------------------------- cheap: no weights are read
 
@@ -119,18 +116,6 @@ class DiffusersBackend(ImageBackend):
             lora = locate(options.lora.model, "LoRA")
             refuse_pickle(lora, options.allow_pickle, "LoRA")
             self._slot.weights["lora"] = fingerprint(lora)
-
-    def use_pipeline(self, pipe: Any) -> None:
-        """Generate with a pipeline built elsewhere (the GPU benchmark's random-weight models),
-        configured by this backend's options as a loaded one would be."""
-        self._slot.use(self._configure(pipe))
-
-    def identity(self) -> dict[str, Any]:
-        """Options plus which exact weights: new weights mean new images."""
-        return {**super().identity(), "weights": self._slot.weights}
-
-    def close(self) -> None:
-        self._slot.release()
 
     # ------------------------------------------------------------------------- generation
 
