@@ -25,6 +25,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench_args import print_table
+
 WAN_I2V_14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128,
                    in_channels=36, out_channels=16, text_dim=4096, freq_dim=256,
                    ffn_dim=13824, num_layers=40, cross_attn_norm=True,
@@ -140,12 +142,9 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args)
     print(json.dumps(result, indent=1), flush=True)
-    print("\n| step | PFLOP | s (median) | TFLOP/s | floor s | x floor |")
-    print("|---|---|---|---|---|---|")
-    for kind in ("unguided", "guided"):
-        r = result[kind]
-        print(f"| {kind} | {r['pflop']} | {r['median_s']} | {r['tflops']} | {r['floor_s']} | "
-              f"{r['x_floor']} |")
+    print_table(["step", "PFLOP", "s (median)", "TFLOP/s", "floor s", "x floor"],
+                [[kind, r["pflop"], r["median_s"], r["tflops"], r["floor_s"], r["x_floor"]]
+                 for kind, r in ((kind, result[kind]) for kind in ("unguided", "guided"))])
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

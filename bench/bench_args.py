@@ -15,3 +15,11 @@ def bench_arguments(doc: str | None) -> argparse.Namespace:
                         default=str(ROOT / "templates/scripts/forklift-preshift.yaml"))
     parser.add_argument("--lang", default="en")
     return parser.parse_args()
+
+
+def print_table(header: list[str], rows: list[list[object]]) -> None:
+    """Results as a Markdown table, ready for bench/RESULTS.md."""
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")

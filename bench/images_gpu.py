@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from bench_args import print_table  # noqa: E402
+
 CONFIGS = {   # from the models' config.json files
     "clip_l": dict(vocab_size=49408, hidden_size=768, intermediate_size=3072,
                    num_attention_heads=12, num_hidden_layers=12, max_position_embeddings=77,
@@ -202,11 +204,10 @@ def main() -> None:
                               out)
             results.append(result)
             print(json.dumps(result), flush=True)
-    print("\n| case | steps | compile | s/image (median) | s/step | first call | peak GiB |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['case']} | {r['steps']} | {'yes' if r['compile'] else 'no'} | "
-              f"{r['median_s']} | {r['per_step_s']} | {r['first_s']} | {r['peak_gib']} |")
+    print_table(["case", "steps", "compile", "s/image (median)", "s/step", "first call",
+                 "peak GiB"],
+                [[r["case"], r["steps"], "yes" if r["compile"] else "no", r["median_s"],
+                  r["per_step_s"], r["first_s"], r["peak_gib"]] for r in results])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
