@@ -131,7 +131,7 @@ def _plan(script: str, profile: str, languages: list[str] | None, out: str,
 
 
 def build_plans(plans: list[BuildPlan]) -> dict[str, dict[str, Any]]:
-    """Every plan's images, then clips, narrations, music beds and videos: stage-major across
+    """Every plan's images, then narrations, clips, music beds and videos: stage-major across
     scripts, so each model loads once for the whole batch. Returns per script id its manifest
     path and videos."""
     for plan in plans:

@@ -34,7 +34,14 @@ from stages.profile import ComposeOptions
 from stages.style import Style
 from stages.subtitles import Overlay, to_ass, to_srt, to_vtt
 from stages.text import wrap_lines
-from stages.timeline import SentenceTiming, Timeline, build_timeline, reading_speed, slow_cues
+from stages.timeline import (
+    SentenceTiming,
+    Timeline,
+    build_timeline,
+    reading_speed,
+    slot_seconds,
+    slow_cues,
+)
 
 NARRATION_RMS_DB = -20.0
 TITLE_SECONDS = 3.5
@@ -192,7 +199,8 @@ def transition_overlap(options: ComposeOptions, last: bool) -> float:
 def footage_seconds(options: ComposeOptions, narration_s: float, last: bool) -> float:
     """How long a scene's clip is on screen: its slot (lead-in, narration, pause) and the
     cross-fade into the next scene."""
-    return options.lead_s + narration_s + options.pause_s + transition_overlap(options, last)
+    return (slot_seconds(narration_s, lead_s=options.lead_s, pause_s=options.pause_s)
+            + transition_overlap(options, last))
 
 
 def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,

@@ -90,13 +90,19 @@ class Timeline:
         return self.slots[-1].end if self.slots else 0.0
 
 
+def slot_seconds(narration_s: float, *, lead_s: float, pause_s: float) -> float:
+    """How long a scene lasts: silence, its narration, silence."""
+    return lead_s + narration_s + pause_s
+
+
 def build_timeline(narrations: list[tuple[float, list[SentenceTiming]]], language: Language, *,
                    lead_s: float, pause_s: float) -> Timeline:
     """Slots and cues for scenes whose narration lasts (seconds, sentence timings) each."""
     slots, cues = [], []
     start = 0.0
     for length, sentences in narrations:
-        slot = Slot(start=start, length=lead_s + length + pause_s, narration_start=start + lead_s)
+        slot = Slot(start=start, length=slot_seconds(length, lead_s=lead_s, pause_s=pause_s),
+                    narration_start=start + lead_s)
         slots.append(slot)
         spoken = [cue for sentence in sentences
                   for cue in _sentence_cues(sentence, slot.narration_start, language)]

@@ -12,6 +12,7 @@ joined clip is converted once to the compose frame rate (`retime`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,12 +91,11 @@ def plan_coverage(target_s: float, frames: int, fps: float, max_segments: int,
                     overlap=overlap)
     footage = plan.footage_s
     if footage >= target_s - 1e-9:
-        return Coverage(**{**plan.__dict__, "trim_s": footage - target_s})
+        return dataclasses.replace(plan, trim_s=footage - target_s)
     final_s = (frames if segments == 1 else fresh) / fps
     slowdown = min(max_slowdown, (final_s + target_s - footage) / final_s)
     hold = target_s - (footage + final_s * (slowdown - 1))
-    return Coverage(**{**plan.__dict__, "slowdown": slowdown,
-                       "hold_s": hold if hold > 1e-6 else 0.0})
+    return dataclasses.replace(plan, slowdown=slowdown, hold_s=hold if hold > 1e-6 else 0.0)
 
 
 def needs_join(coverage: Coverage, out_fps: int) -> bool:

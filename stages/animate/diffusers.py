@@ -28,7 +28,7 @@ from stages.diffusion import (
     PipelineSlot,
     step_reporter,
 )
-from stages.errors import MediaError
+from stages.images import read_rgb
 from stages.media import write_video
 from stages.models import ModelSource
 
@@ -210,11 +210,7 @@ class HunyuanBackend(VideoDiffusionBackend):
 
 def _start_image(path: Path, area: int) -> Image.Image:
     """The still, cropped to fill its size bucket (never stretched)."""
-    try:
-        with Image.open(path) as source:
-            image = source.convert("RGB")
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaError(f"The image {path.name} could not be decoded: {exc}") from None
+    image = read_rgb(path)
     size = size_bucket(image.width, image.height, area)
     return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
 

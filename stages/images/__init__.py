@@ -65,13 +65,18 @@ def scene_seed(script_id: str, scene_id: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def read_rgb(path: Path, what: str = "image") -> Image.Image:
+    """An image file as upright RGB (EXIF rotation applied), or a clear error."""
+    try:
+        with Image.open(path) as source:
+            return ImageOps.exif_transpose(source).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MediaError(f"The {what} {path.name} could not be decoded: {exc}") from None
+
+
 def letterbox(photo: Path, out: Path, width: int, height: int, background: str) -> dict[str, Any]:
     """Fit a supplied photo inside the frame without stretching; bars take the style colour."""
-    try:
-        with Image.open(photo) as source:
-            image = ImageOps.exif_transpose(source).convert("RGB")
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise MediaError(f"The photo {photo.name} could not be decoded: {exc}") from None
+    image = read_rgb(photo, "photo")
     scale = min(width / image.width, height / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     canvas = Image.new("RGB", (width, height), rgb(background))
