@@ -128,7 +128,8 @@ class FakeServer:
 
     def history(self, handler: BaseHTTPRequestHandler, prompt_id: str) -> None:
         self.history_polls += 1
-        if self.history_polls < 3 or prompt_id != self.prompt_id:   # still queued, running
+        queued = self.history_polls < 3 or self.mode == "stuck" or prompt_id != self.prompt_id
+        if queued:                                  # ComfyUI answers {} until it is done
             return self.send(handler, 200, b"{}")
         if self.mode == "execution-error":
             status = {"status_str": "error", "completed": False, "messages": [
@@ -272,10 +273,11 @@ def test_comfyui_refusals_and_failures_name_the_node(server, tmp_path):
         "execution-error": r"ComfyUI failed on scene dock: node 3 \(KSampler\): "
                            r"torch.OutOfMemoryError: CUDA out of memory",
     }, tmp_path / "a.png")
-    server.mode = "ok"
-    slow = client("comfyui", server.url, checkpoint="x", poll_s=0.01, timeout_s=0.001)
-    with pytest.raises(ServerError, match=r"did not finish scene dock within 0\.001 s"):
-        slow.generate(request(), tmp_path / "a.png")
+    server.mode = "stuck"                   # the prompt is accepted but never finishes
+    stuck = client("comfyui", server.url, checkpoint="x", poll_s=0.05, timeout_s=1.5)
+    with pytest.raises(ServerError, match=r"did not finish scene dock within 1\.5 s"):
+        stuck.generate(request(), tmp_path / "a.png")
+    assert server.history_polls >= 3
 
 
 def test_a_server_image_of_another_size_is_fitted_to_the_frame(server, tmp_path):
