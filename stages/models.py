@@ -5,22 +5,30 @@ one checkpoint file (`.safetensors`, as A1111 and ComfyUI keep them). `locate` t
 without loading anything, and `fingerprint` says which exact weights those are: the commit for
 a Hub id, the sha256 of a file, the sha256 of every file in a folder. Licences of well-known
 weights are data (`templates/model_licenses.yaml`).
+
+A backend holds its model in a `ModelSlot`: found and pinned when the backend loads, which
+reads no weights; read from disk only when the first asset that is not cached needs it; given
+back when the stage is done.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stages.assets import file_sha256
+from stages.devices import free_memory, pick_device
 from stages.errors import DataFileError, SopreelError
 from stages.paths import TEMPLATES
+from stages.registry import BackendOptions
 from stages.yamlfile import load_yaml, problems_from
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -76,8 +84,7 @@ def fingerprint(source: ModelSource, revision: str | None = None) -> dict[str, o
     return {"revision": revision or "main"}
 
 
-def cached_commit(repo_id: str, revision: str | None,
-                  probe: str = "model_index.json") -> str | None:
+def cached_commit(repo_id: str, revision: str | None, probe: str) -> str | None:
     """The commit of a Hub repo as the local Hugging Face cache holds it (no network)."""
     from huggingface_hub import try_to_load_from_cache
 
@@ -115,3 +122,145 @@ def license_of(model: str, given: str | None = None) -> str:
         return given
     known = known_licenses().get(model.lower())
     return known.license if known else "unknown: set `license` in the profile"
+
+
+class ModelOptions(BackendOptions):
+    """Where the weights are and where they run: the keys every model-backed backend takes."""
+
+    model: str
+    revision: str | None = Field(None, description="branch, tag or commit of a Hub model")
+    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    allow_pickle: bool = Field(False, description="load .ckpt/.bin weights (pickle can run code)")
+    license: str | None = Field(None, description="of the weights, when not a well-known id")
+
+
+def quiet_transformers() -> None:
+    """Its warnings reach the manifest as facts, not stderr; progress goes through the stage's
+    bar, not its own."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+class ModelSlot:
+    """One backend's model: pinned at once, read from disk on first use, released after.
+
+    A folder must hold `marker` (a transformers model's config.json by default). Callers hold
+    `lock` around `get()` and the call to the model: one generation at a time.
+    """
+
+    marker: ClassVar[str] = "config.json"
+    layout: ClassVar[str] = "transformers model"
+
+    def __init__(self, options: ModelOptions, what: str):
+        self.options, self.what = options, what
+        self.source: ModelSource | None = None
+        self.weights: dict[str, Any] = {}
+        self.model: Any = None
+        self.lock = threading.Lock()
+
+    @property
+    def license(self) -> str:
+        return license_of(self.options.model, self.options.license)
+
+    def pin(self, files: bool = False) -> ModelSource:
+        """Find the model and fingerprint which exact weights it is; no weights are read."""
+        source = self.find(files)
+        self.source, self.weights = source, fingerprint(source, self.options.revision)
+        return source
+
+    def find(self, files: bool = False) -> ModelSource:
+        """Where the model is: a folder must be in the expected layout, a single file is
+        allowed only where `files` says, and pickle weights only where the profile allows."""
+        source = locate(self.options.model, self.what)
+        refuse_pickle(source, self.options.allow_pickle, self.what)
+        if source.kind == "folder" and not (source.path / self.marker).is_file():
+            hint = " For a single checkpoint, give the .safetensors file itself." if files else ""
+            raise SopreelError(f"{source.location} is not a {self.layout} folder (it has no "
+                               f"{self.marker}).{hint}")
+        if source.kind == "file" and not files:
+            raise SopreelError(f"The {self.what} '{self.options.model}' must be a {self.layout} "
+                               "folder or a Hugging Face id, not a single file.")
+        return source
+
+    def get(self, load: Callable[[ModelSource], Any]) -> Any:
+        """The model; `load(source)` reads and places it the first time."""
+        if self.model is None:
+            self.quiet()
+            source = self.source or self.pin()
+            self.model = load(source)
+        return self.model
+
+    def use(self, model: Any) -> None:
+        """A model built elsewhere (the GPU benchmarks' random-weight models)."""
+        self.quiet()
+        self.source = ModelSource("hub", self.options.model)
+        self.model = model
+
+    def release(self) -> None:
+        self.model = None
+        free_memory()
+
+    def quiet(self) -> None:
+        quiet_transformers()
+
+    def device(self) -> str:
+        return pick_device(self.options.device, mps=True)
+
+    def dtype(self) -> Any:
+        """bf16 on a GPU that has it (fp16 otherwise), fp32 on the CPU, unless the profile says."""
+        import torch
+
+        choice, device = self.options.dtype, self.device()
+        if choice != "auto":
+            return getattr(torch, choice)
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device == "mps" else torch.float32
+
+    def weights_facts(self) -> dict[str, Any]:
+        """What the manifest records about the weights: where they are, and the Hub commit or
+        the files' sha256."""
+        source = self.source
+        assert source is not None
+        if source.kind == "hub":
+            revision = self.options.revision
+            commit = cached_commit(source.location, revision, self.marker)
+            return {"model": source.location, "revision": commit or revision or "main"}
+        return {"model": source.location, "sha256": self.weights["sha256"]}
+
+    def load_error(self, exc: BaseException, hint: str = "") -> SopreelError:
+        """A clear error for weights that would not load; safetensors-only explained."""
+        reason = first_line(exc)
+        if not hint and "safetensors" in reason and not self.options.allow_pickle:
+            hint = (" Only safetensors weights are loaded; set `allow_pickle: true` to load .bin "
+                    "weights you trust.")
+        return SopreelError(f"Cannot load the {self.what} '{self.options.model}': {reason}."
+                            f"{hint}")
+
+
+class ModelBackend:
+    """Mixed into a stage backend whose model is held in `self._slot`: its licence, its
+    identity (options plus which exact weights: new weights mean new assets), and release."""
+
+    _slot: ModelSlot
+
+    @property
+    def license(self) -> str:
+        return self._slot.license
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "weights": self._slot.weights}  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._slot.release()
+
+
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__

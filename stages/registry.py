@@ -29,12 +29,15 @@ class Backend:
 
     `identity()` is what makes an asset differ between backends: it goes into every cache key
     and into the manifest. Bump `version` when a change alters what the backend produces.
+    `assembly_options` say how the backend's pieces are put together, not what a piece is:
+    they stay out of the identity, so changing them reuses every piece already made.
     """
 
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1
     license: ClassVar[str | None] = None
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+    assembly_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: BackendOptions):
         self.options = options
@@ -54,8 +57,8 @@ class Backend:
         return getattr(self.options, "model", None)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.name, "version": self.version,
-                "options": self.options.model_dump(mode="json")}
+        options = self.options.model_dump(mode="json", exclude=set(self.assembly_options))
+        return {"backend": self.name, "version": self.version, "options": options}
 
 
 B = TypeVar("B", bound=Backend)

@@ -230,7 +230,7 @@ def test_wan_options_and_locations_are_checked(tiny_wan, tmp_path):
         wan(empty)
     single = tmp_path / "wan.safetensors"
     single.write_bytes(b"{}")
-    with pytest.raises(SopreelError, match="must be a diffusers folder or a Hugging Face id"):
+    with pytest.raises(SopreelError, match="must be a diffusers pipeline folder or a Hugging"):
         wan(single)
     with pytest.raises(SopreelError, match="neither a file or folder"):
         wan("./missing-folder")

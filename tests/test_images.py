@@ -176,7 +176,7 @@ def test_model_locations_and_options_are_checked(tmp_path):
 def test_loading_waits_for_the_first_image_to_make(tiny_models):
     """A build whose images are all cached never reads the weights."""
     chosen = backend(tiny_models["flux"])
-    assert chosen._slot.pipe is None and chosen.identity()["weights"]["files"] > 10
+    assert chosen._slot.model is None and chosen.identity()["weights"]["files"] > 10
     chosen.close()
 
 

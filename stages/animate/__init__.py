@@ -32,9 +32,6 @@ class AnimateOptions(BackendOptions):
     crf: int = Field(16, ge=0, le=40, description="intermediate clip quality (lower is better)")
 
 
-CHAIN_OPTIONS = ("max_segments", "retime")
-
-
 class ClipRequest(BaseModel):
     """One segment: the image it starts from and how it should move."""
 
@@ -49,13 +46,8 @@ class ClipRequest(BaseModel):
 
 class AnimateBackend(Backend):
     Options = AnimateOptions
-
-    def identity(self) -> dict[str, Any]:
-        """What makes a segment: not how segments are chained and joined (`CHAIN_OPTIONS`), so
-        a longer chain or another frame-rate conversion reuses the segments already made."""
-        identity = super().identity()
-        options = {k: v for k, v in identity["options"].items() if k not in CHAIN_OPTIONS}
-        return {**identity, "options": options}
+    # A longer chain or another frame-rate conversion reuses the segments already made.
+    assembly_options = ("max_segments", "retime")
 
     def animate(self, request: ClipRequest, out: Path,
                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:

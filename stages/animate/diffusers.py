@@ -21,16 +21,10 @@ from PIL import Image, ImageOps
 from pydantic import Field, field_validator
 
 from stages.animate import AnimateBackend, AnimateOptions, ClipRequest
-from stages.diffusion import (
-    LOAD_ERRORS,
-    DiffusionOptions,
-    PipelineBackend,
-    PipelineSlot,
-    step_reporter,
-)
+from stages.diffusion import DiffusionOptions, PipelineBackend, PipelineSlot, step_reporter
 from stages.images import read_rgb
 from stages.media import write_video
-from stages.models import ModelSource
+from stages.models import LOAD_ERRORS, ModelSource
 
 SIDE_MULTIPLE = 16   # VAE downsampling (8) x transformer patch (2)
 
@@ -87,11 +81,11 @@ class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
         self._slot = PipelineSlot(options, "video model")
 
     def preflight(self) -> None:
-        self._slot.find(files=False)
+        self._slot.find()
 
     def load(self) -> None:
         """Find the model and pin its weights; the pipeline itself loads on first use."""
-        self._slot.pin(files=False)
+        self._slot.pin()
 
     def animate(self, request: ClipRequest, out: Path,
                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
@@ -115,8 +109,7 @@ class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
             with torch.inference_mode():
                 frames = pipe(**arguments).frames[0]
         write_video(frames, options.fps, out, options.crf)
-        return {"model": self._slot.source.location if self._slot.source else options.model,
-                "pipeline": type(pipe).__name__, "seed": request.seed, "steps": options.steps,
+        return {"pipeline": type(pipe).__name__, "seed": request.seed, "steps": options.steps,
                 "guidance": options.guidance, "fps": options.fps, "frames": len(frames),
                 "seconds": len(frames) / options.fps, "width": image.width,
                 "height": image.height, "starts_with_image": self._starts_with_image(pipe),

@@ -21,17 +21,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stages.diffusion import (
-    LOAD_ERRORS,
-    DiffusionOptions,
-    PipelineBackend,
-    PipelineSlot,
-    first_line,
-    step_reporter,
-)
+from stages.diffusion import DiffusionOptions, PipelineBackend, PipelineSlot, step_reporter
 from stages.errors import DataFileError, SopreelError
 from stages.images import ImageBackend, ImageOptions, ImageRequest
-from stages.models import ModelSource, fingerprint, locate, refuse_pickle
+from stages.models import LOAD_ERRORS, ModelSource, fingerprint, first_line, locate, refuse_pickle
 from stages.paths import TEMPLATES
 from stages.yamlfile import load_yaml
 
@@ -103,7 +96,7 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
     # ---------------------------------------------------------- cheap: no weights are read
 
     def preflight(self) -> None:
-        self._slot.find()
+        self._slot.find(files=True)
         if self.options.lora is not None:
             refuse_pickle(locate(self.options.lora.model, "LoRA"), self.options.allow_pickle,
                           "LoRA")
@@ -111,7 +104,7 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
     def load(self) -> None:
         """Find the model and pin its weights; the pipeline itself loads on first use."""
         options = self.options
-        self._slot.pin()
+        self._slot.pin(files=True)
         if options.lora is not None:
             lora = locate(options.lora.model, "LoRA")
             refuse_pickle(lora, options.allow_pickle, "LoRA")
@@ -160,10 +153,9 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
 
     def _facts(self, pipe: Any, request: ImageRequest, arguments: dict[str, Any]) -> dict:
         """What the manifest records for a generated image."""
-        options, source = self.options, self._slot.source
-        assert source is not None
+        options = self.options
         facts: dict[str, Any] = {
-            "model": source.location, "pipeline": type(pipe).__name__, "seed": request.seed,
+            "pipeline": type(pipe).__name__, "seed": request.seed,
             "guidance": arguments.get("guidance_scale", "default"),
             "scheduler": type(pipe.scheduler).__name__,
             "prompt_tokens": _token_count(pipe, arguments["prompt"]),
