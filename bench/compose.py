@@ -40,7 +40,7 @@ def prepare(script: Path, lang: str, out: Path):
     voices = [make_narration(plan, scene, lang, loaded) for scene in plan.scenes]
     clips = [make_clip(plan, scene, still, [voice], loaded)
              for scene, still, voice in zip(plan.scenes, stills, voices, strict=True)]
-    return plan, clips, voices, make_music(plan, loaded)
+    return plan, clips, voices, make_music(plan, {lang: voices}, loaded)
 
 
 def moviepy_compose(plan, lang: str, clips, voices, bed, out: Path) -> None:

@@ -1,8 +1,9 @@
 """The `build-video` flow: a script becomes a finished video per language.
 
 Stage-major: every scene's image, then every narration, then every clip (as long as the
-scene's longest narration), then the music, then one compose per language, so a stage's model
-is loaded once per build and released before the next stage's. Caching is by content
+scene's longest narration), then the music (as long as the longest video), then one compose
+per language, so a stage's model is loaded once per build and released before the next
+stage's. Caching is by content
 (`stages.assets`), not by Prefect: a task whose asset exists returns it at once, whatever the
 run, server or machine.
 """
@@ -82,8 +83,11 @@ def narrate_task(plan: BuildPlan, scene: ScenePlan, language: str) -> Asset:
 
 
 @task(name="music", cache_policy=NO_CACHE)
-def music_task(plan: BuildPlan) -> Asset | None:
-    return make_music(plan, BACKENDS)
+def music_task(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> Asset | None:
+    advance_to = _advancer("music")
+    bed = make_music(plan, narrations, BACKENDS, on_progress=advance_to)
+    advance_to(1.0)
+    return bed
 
 
 @task(name="compose", cache_policy=NO_CACHE, task_run_name="compose-{language}")
@@ -150,10 +154,13 @@ def build_plans(plans: list[BuildPlan]) -> dict[str, dict[str, Any]]:
     clips = _stage("animate", lambda: [
         animate_task.submit(plans[i], scene, still, heard[(i, scene.id)])
         for (i, scene), still in zip(shots, stills, strict=True)], len(shots))
-    beds = _stage("music", lambda: [music_task.submit(plan) for plan in plans])
+    narrations = _grouped([(i, lang) for i, lang, _ in voiced], spoken)
+    # The bed lasts as long as the plan's longest video.
+    beds = _stage("music", lambda: [
+        music_task.submit(plan, {lang: narrations[(i, lang)] for lang in plan.languages})
+        for i, plan in enumerate(plans)], len(plans))
     stills_of = _grouped([i for i, _ in shots], stills)
     clips_of = _grouped([i for i, _ in shots], clips)
-    narrations = _grouped([(i, lang) for i, lang, _ in voiced], spoken)
     videos = dict(zip(cuts, _stage("compose", lambda: [
         compose_task.submit(plans[i], lang, clips_of[i], narrations[(i, lang)], beds[i])
         for i, lang in cuts]), strict=True))

@@ -1,8 +1,8 @@
 """Stage `compose`: one language's finished video, subtitles and captions, in one encode.
 
 1. time the scenes and cut subtitle cues from the measured narration;
-2. lay the narration on a timeline and mix the music under it (looped, faded, ducked by
-   sidechain compression keyed on the narration);
+2. lay the narration on a timeline and mix the music under it (cut to length, faded, ducked
+   by sidechain compression keyed on the narration);
 3. measure the mix's loudness (EBU R128) and bring it to the target with one linear gain,
    a limiter guarding the true peak;
 4. build the video graph: every clip fitted to its scene (trim, slow down a little, then hold),
@@ -140,7 +140,8 @@ def lay_narration(scenes: list[SceneInput], timeline: Timeline, out: Path) -> No
 
 def mix_audio(narration: Path, music: Path | None, seconds: float, options: ComposeOptions,
               out: Path) -> None:
-    """Narration plus the music bed looped to length, faded, and ducked under the speech."""
+    """Narration plus the music bed (`stages.music` makes it as long as the longest video of
+    the build) cut to length, faded, and ducked under the speech."""
     voice = ffmpeg.input(str(narration)).audio.filter("aformat", channel_layouts="stereo")
     if music is None:
         mixed = voice
@@ -148,7 +149,7 @@ def mix_audio(narration: Path, music: Path | None, seconds: float, options: Comp
         split = voice.filter_multi_output("asplit", 2)
         key, speech = split.stream(0), split.stream(1)
         fade = min(3.0, seconds / 4)
-        bed = (ffmpeg.input(str(music), stream_loop=-1).audio
+        bed = (ffmpeg.input(str(music)).audio
                .filter("atrim", duration=seconds)
                .filter("afade", type="in", duration=fade)
                .filter("afade", type="out", start_time=max(0.0, seconds - fade), duration=fade)
@@ -194,6 +195,12 @@ def _ass(job: ComposeJob, timeline: Timeline) -> str:
 def transition_overlap(options: ComposeOptions, last: bool) -> float:
     """Seconds a scene's clip runs on under the next one's cross-fade."""
     return options.transition_s if options.transition == "crossfade" and not last else 0.0
+
+
+def video_seconds(options: ComposeOptions, narration_s: list[float]) -> float:
+    """How long a video lasts: its scenes' slots end to end, as `build_timeline` lays them."""
+    return sum(slot_seconds(s, lead_s=options.lead_s, pause_s=options.pause_s)
+               for s in narration_s)
 
 
 def footage_seconds(options: ComposeOptions, narration_s: float, last: bool) -> float:

@@ -108,16 +108,19 @@ def loudness(path: Path) -> dict[str, float]:
     return {name: float(match.group(1)) for name, match in found.items()}
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in -1..1 and the sample rate of a 16-bit PCM WAV file."""
+def read_wav(path: Path, mono: bool = True) -> tuple[np.ndarray, int]:
+    """Float32 samples in -1..1 (mono, or frames x channels) and the sample rate of a 16-bit
+    PCM WAV file."""
     with wave.open(str(path), "rb") as wav:
         if wav.getsampwidth() != 2:
             raise MediaError(f"{path.name}: expected 16-bit PCM WAV")
         frames = wav.readframes(wav.getnframes())
         channels, rate = wav.getnchannels(), wav.getframerate()
     samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1)
+    if channels > 1 or not mono:
+        samples = samples.reshape(-1, channels)
+        if mono:
+            samples = samples.mean(axis=1)
     return samples, rate
 
 

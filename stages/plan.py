@@ -19,9 +19,17 @@ from typing import Any
 from stages import animate, images, languages, music, narrate, voices
 from stages.animate import chain
 from stages.assets import Asset, AssetStore, file_sha256, recipe_key, write_text_atomic
-from stages.compose import ComposeJob, ComposeResult, SceneInput, compose, footage_seconds
+from stages.compose import (
+    ComposeJob,
+    ComposeResult,
+    SceneInput,
+    compose,
+    footage_seconds,
+    video_seconds,
+)
 from stages.errors import ConsentError
 from stages.languages import Language
+from stages.music import bed
 from stages.paths import voices_dir
 from stages.profile import REGISTRIES, Profile
 from stages.registry import Backend, LoadedBackends
@@ -254,20 +262,71 @@ def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,
                      similarity=None if similarity is None else round(similarity, 4))
 
 
-def make_music(plan: BuildPlan, loaded: LoadedBackends) -> Asset | None:
-    """The build's music bed: none, the supplied file, or the backend's bed for the prompt."""
+def make_music(plan: BuildPlan, narrations: dict[str, list[Asset]], loaded: LoadedBackends,
+               on_progress: Callable[[float], None] | None = None) -> Asset | None:
+    """The build's music bed, as long as its longest video (`narrations`: each language's, one
+    per scene): none, the supplied file, or the backend's pieces for the prompt.
+
+    Every piece is an asset of its own, so a longer video (a slower dub) adds pieces and remakes
+    none, and a shorter one only cuts the bed again."""
     script = plan.loaded.script
     if script.music is None:
         return None
+    seconds = max(video_seconds(plan.profile.compose, [float(n.info["seconds"]) for n in voices])
+                  for voices in narrations.values())
+    choice = plan.profile.stages["music"]
+    options: music.MusicOptions = choice.options   # type: ignore[assignment]
     source = plan.loaded.music_path
     if source is not None:
-        return _produce(plan, "music", {"file": source, "version": 1}, ".wav",
-                        lambda out: music.prepare_file(source, out), None)
-    backend: music.MusicBackend = _backend(plan, "music", loaded)
-    request = music.MusicRequest(prompt=script.music, seed=images.scene_seed(script.id, "music"))
-    return _generate(plan, "music", backend, request, ".wav",
-                     lambda out: backend.generate(request, out), seed=request.seed,
-                     prompt=script.music)
+        pieces = [_produce(plan, "music", {"file": source, "version": 1}, ".wav",
+                           lambda out: music.prepare_file(source, out), None)]
+        backend = None
+    else:
+        backend = _backend(plan, "music", loaded)
+        pieces = _music_pieces(plan, backend, seconds, on_progress)
+    crossfade = options.crossfade_s
+    recipe = {"bed": [p.path for p in pieces], "seconds": seconds, "crossfade_s": crossfade,
+              "version": 1}
+    # What made the pieces (backend named by `_produce`), not the first piece's own length.
+    first = {k: v for k, v in pieces[0].info.items()
+             if k not in ("backend", "seconds", "context_s")}
+    return _produce(plan, "music", recipe, ".wav",
+                    lambda out: music.make_bed([(p.path, p.info) for p in pieces], seconds,
+                                               crossfade, out),
+                    backend, **first, prompt=None if source else script.music,
+                    pieces=[{"path": p.path.relative_to(plan.out_dir).as_posix(),
+                             "seed": p.info.get("seed")} for p in pieces])
+
+
+def _music_pieces(plan: BuildPlan, backend: music.MusicBackend, seconds: float,
+                  on_progress: Callable[[float], None] | None) -> list[Asset]:
+    """The backend's first piece and, for a backend that continues, windows each carrying on
+    from the end of the one before until together they last `seconds`."""
+    options = backend.options
+    continuing = isinstance(options, music.ContinuingOptions) and options.extend == "continue"
+    count = (bed.windows_needed(seconds, options.window_s, options.context_s)  # type: ignore
+             if continuing else 1)
+    seed = images.scene_seed(plan.loaded.script.id, "music")
+    pieces: list[Asset] = []
+    start = None
+    while True:
+        request = music.MusicRequest(prompt=plan.loaded.script.music or "",
+                                     seed=seed + len(pieces), continue_from=start)
+        report = _share(on_progress, len(pieces), max(count, len(pieces) + 1))
+        piece = _generate(plan, "music", backend, request, ".wav",
+                          lambda out, r=request, p=report: backend.generate(r, out, p),
+                          seed=request.seed)
+        pieces.append(piece)
+        covered = sum(float(p.info["seconds"]) - float(p.info.get("context_s", 0))
+                      for p in pieces)
+        if not continuing or covered >= seconds - 1e-6:
+            return pieces
+        start = _music_tail(plan, piece, options.context_s).path  # type: ignore[attr-defined]
+
+
+def _music_tail(plan: BuildPlan, piece: Asset, seconds: float) -> Asset:
+    return _produce(plan, "music", {"tail_of": piece.path, "seconds": seconds, "version": 1},
+                    ".wav", lambda out: music.cut_tail(piece.path, seconds, out), None)
 
 
 def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],

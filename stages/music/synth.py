@@ -8,6 +8,7 @@ is wrapped onto its start, so compose can loop it without a seam.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ class SynthBackend(MusicBackend):
     license = "n/a (synthesised by sopreel)"
     Options = SynthOptions
 
-    def generate(self, request: MusicRequest, out: Path) -> dict[str, Any]:
+    def generate(self, request: MusicRequest, out: Path,
+                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         options: SynthOptions = self.options  # type: ignore[assignment]
         bpm, minor = read_prompt(request.prompt)
         rng = np.random.default_rng(options.seed if options.seed is not None else request.seed)
