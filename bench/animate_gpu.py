@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_args import print_table
+from bench_args import print_table, random_weights
 
 WAN_I2V_14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128,
                    in_channels=36, out_channels=16, text_dim=4096, freq_dim=256,
@@ -59,17 +59,9 @@ def flops_per_forward(config: dict, shape: dict) -> float:
 
 def build(config: dict, device: str, dtype) -> object:
     """The transformer with random weights, made on the device without a float32 copy."""
-    import torch
     from diffusers import WanTransformer3DModel
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = WanTransformer3DModel(**config)
-    finally:
-        torch.set_default_dtype(previous)
-    return model.eval().requires_grad_(False)
+    return random_weights(lambda: WanTransformer3DModel(**config), device, dtype)
 
 
 def run(args: argparse.Namespace) -> dict:

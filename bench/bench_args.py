@@ -4,7 +4,9 @@ language."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +25,18 @@ def print_table(header: list[str], rows: list[list[object]]) -> None:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+def random_weights(make: Callable[[], Any], device: str, dtype: Any) -> Any:
+    """A model with random weights made directly on the device in `dtype` (no float32 copy
+    on the host), ready for inference."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = make()
+    finally:
+        torch.set_default_dtype(previous)
+    return model.eval().requires_grad_(False)

@@ -53,6 +53,11 @@ class MusicgenBackend(ModelBackend, MusicBackend):
         """Find the model and pin its weights; they are read when a window is not cached."""
         self._slot.pin()
 
+    def use_model(self, model: Any, processor: Any) -> None:
+        """Run a model built elsewhere (the GPU benchmark's random-weight ones), placed as a
+        loaded one would be."""
+        self._slot.use((self._place(model), processor))
+
     def generate(self, request: MusicRequest, out: Path,
                  on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         import torch
@@ -101,9 +106,12 @@ class MusicgenBackend(ModelBackend, MusicBackend):
                 use_safetensors=None if options.allow_pickle else True)
         except LOAD_ERRORS as exc:
             raise self._slot.load_error(exc) from None
+        return self._place(model), processor
+
+    def _place(self, model: Any) -> Any:
         model.to(self._slot.device()).eval()
         model.audio_encoder.float()    # the codec is small and its output is the audio
-        return model, processor
+        return model
 
 
 def _channels(model: Any) -> int:

@@ -1,0 +1,155 @@
+"""GPU benchmark: seconds of music per second of compute, MusicGen small and medium.
+
+The models are built from musicgen-small's and -medium's architectures (decoder width 1024 x
+24 layers and 1536 x 48, 4 codebooks of 2048 codes at 50 Hz; T5-base text encoder; the 32 kHz
+EnCodec) with random weights, directly on the GPU (decoder and text encoder in bf16, the codec
+in fp32 as the backend keeps it): nothing is downloaded, and the work per step is the real
+models'. Each runs through the sopreel backend as a build does: a fresh 30 s window, then a
+continuation window (10 s of context, 20 s new), with classifier-free guidance (3.0), sampling
+top-k 250. "x real time" is seconds of new music per second of wall time.
+
+Published anchor: musicgen-medium on an RTX 4090 generates at 0.8x real time eager, 2.6x with
+CUDA graphs (static cache + torch.compile, `--compile` here).
+
+Usage: .venv/bin/python bench/music_gpu.py [--models small,medium] [--runs 2] [--compile]
+       [--json OUT]
+       .venv/bin/python bench/music_gpu.py --tiny   # CPU check of this script (scaled down)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_args import ROOT, print_table, random_weights
+
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+T5_BASE = dict(d_model=768, d_ff=3072, d_kv=64, num_layers=12, num_heads=12, vocab_size=32128)
+ENCODEC_32K = dict(sampling_rate=32000, audio_channels=1, num_filters=64, hidden_size=128,
+                   upsampling_ratios=[8, 5, 4, 4], codebook_size=2048, target_bandwidths=[2.2],
+                   num_lstm_layers=2, num_residual_layers=1, chunk_length_s=None,
+                   normalize=False, compress=2, use_causal_conv=False, pad_mode="reflect",
+                   norm_type="weight_norm")
+DECODERS = {
+    "small": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                  ffn_dim=4096),
+    "medium": dict(hidden_size=1536, num_hidden_layers=48, num_attention_heads=24,
+                   ffn_dim=6144),
+    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, ffn_dim=64),
+}
+TINY_TEXT = dict(d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2, vocab_size=128)
+PROMPT = "calm corporate ambient, soft piano, 80 bpm"
+
+
+def build(size: str, device: str, dtype) -> tuple[object, object]:
+    """A MusicGen model of `size` with random weights, and a processor around a small local
+    tokenizer (the T5 vocabulary is not needed to time the model)."""
+    import torch
+    from tiny_diffusion import t5_tokenizer
+    from transformers import (
+        EncodecConfig,
+        EncodecFeatureExtractor,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenProcessor,
+        T5Config,
+    )
+
+    text = T5Config(**(TINY_TEXT if size == "tiny" else T5_BASE))
+    decoder = MusicgenDecoderConfig(vocab_size=2048, num_codebooks=4, pad_token_id=2048,
+                                    bos_token_id=2048, max_position_embeddings=2048,
+                                    **DECODERS[size])
+    config = MusicgenConfig(text_encoder=text.to_dict(),
+                            audio_encoder=EncodecConfig(**ENCODEC_32K).to_dict(),
+                            decoder=decoder.to_dict())
+    model = random_weights(lambda: MusicgenForConditionalGeneration(config), device, dtype)
+    with torch.no_grad():   # random codebooks: zeros would make every code the same sound
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+    generation = model.generation_config
+    generation.decoder_start_token_id = generation.pad_token_id = 2048
+    processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000),
+                                  t5_tokenizer())
+    return model, processor
+
+
+def run(size: str, args: argparse.Namespace) -> dict:
+    import torch
+
+    from stages.music import MusicRequest, cut_tail
+    from stages.music.musicgen import MusicgenBackend, MusicgenOptions
+
+    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    window, context = (4.0, 1.0) if args.tiny else (30.0, 10.0)
+    started = time.perf_counter()
+    model, processor = build(size, device, dtype)
+    if args.compile:    # CUDA graphs through transformers' static cache
+        model.generation_config.cache_implementation = "static"
+        model.decoder.forward = torch.compile(model.decoder.forward, mode="reduce-overhead")
+    backend = MusicgenBackend(MusicgenOptions(model=f"random/musicgen-{size}", window_s=window,
+                                              context_s=context, license="n/a"))
+    backend.use_model(model, processor)
+    built = time.perf_counter() - started
+    work = Path(tempfile.mkdtemp(prefix="sopreel-bench-music-"))
+
+    def timed(request: MusicRequest, out: Path) -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        begin = time.perf_counter()
+        backend.generate(request, out)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - begin
+
+    first = timed(MusicRequest(prompt=PROMPT, seed=0), work / "warm.wav")
+    cut_tail(work / "warm.wav", context, work / "tail.wav")
+    # A continuation has a longer prompt: a compiled model compiles again for it, once.
+    timed(MusicRequest(prompt=PROMPT, seed=0, continue_from=work / "tail.wav"), work / "c.wav")
+    fresh = [timed(MusicRequest(prompt=PROMPT, seed=k), work / f"w{k}.wav")
+             for k in range(args.runs)]
+    carried = [timed(MusicRequest(prompt=PROMPT, seed=k, continue_from=work / "tail.wav"),
+                     work / f"c{k}.wav") for k in range(args.runs)]
+    decoder = model.decoder
+    result = {"model": size, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+              "dtype": str(dtype).removeprefix("torch."), "compile": args.compile,
+              "decoder_params_m": round(sum(p.numel() for p in decoder.parameters()) / 1e6),
+              "build_s": round(built, 1), "first_s": round(first, 2)}
+    for name, times, new in (("fresh", fresh, window), ("continued", carried, window - context)):
+        median = statistics.median(times)
+        result[name] = {"new_s": new, "median_s": round(median, 2),
+                        "runs": [round(t, 2) for t in times],
+                        "x_real_time": round(new / median, 2)}
+    if device == "cuda":
+        result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="small,medium")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--compile", action="store_true",
+                        help="static cache + torch.compile (CUDA graphs)")
+    parser.add_argument("--tiny", action="store_true", help="scaled-down check on the CPU")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    sizes = ["tiny"] if args.tiny else args.models.split(",")
+    results = [run(size, args) for size in sizes]
+    print(json.dumps(results, indent=1), flush=True)
+    print_table(["model", "window", "new s", "s (median)", "x real time"],
+                [[r["model"], name, r[name]["new_s"], r[name]["median_s"],
+                  r[name]["x_real_time"]] for r in results for name in ("fresh", "continued")])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
