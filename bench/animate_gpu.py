@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_args import print_table, random_weights
+from bench_args import print_table, random_weights, seconds_of
 
 WAN_I2V_14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128,
                    in_channels=36, out_channels=16, text_dim=4096, freq_dim=256,
@@ -91,16 +91,13 @@ def run(args: argparse.Namespace) -> dict:
               "encoder_hidden_states_image": noise(1, shape["image"], config["image_dim"]),
               "return_dict": False}
 
-    def step(guided: bool) -> float:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        begin = time.perf_counter()
+    def calls(count: int) -> None:
         with torch.inference_mode():
-            for _ in range(2 if guided else 1):
+            for _ in range(count):
                 model(**inputs)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - begin
+
+    def step(guided: bool) -> float:
+        return seconds_of(lambda: calls(2 if guided else 1), device)
 
     forward = flops_per_forward(config, shape)
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

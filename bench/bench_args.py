@@ -40,3 +40,18 @@ def random_weights(make: Callable[[], Any], device: str, dtype: Any) -> Any:
     finally:
         torch.set_default_dtype(previous)
     return model.eval().requires_grad_(False)
+
+
+def seconds_of(call: Callable[[], Any], device: str) -> float:
+    """Wall time of `call()`, with the GPU's queued work finished before and after."""
+    import time
+
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    begin = time.perf_counter()
+    call()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - begin

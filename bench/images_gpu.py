@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from bench_args import print_table  # noqa: E402
+from bench_args import print_table, seconds_of  # noqa: E402
 
 CONFIGS = {   # from the models' config.json files
     "clip_l": dict(vocab_size=49408, hidden_size=768, intermediate_size=3072,
@@ -161,13 +161,7 @@ def run_case(name: str, compile_denoiser: bool, runs: int, size: int, tiny: bool
                            style=load_style("clean-industrial"))
 
     def one() -> float:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        begin = time.perf_counter()
-        backend.generate(request, out)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - begin
+        return seconds_of(lambda: backend.generate(request, out), device)
 
     first = one()               # warm-up: kernels chosen, and with compile the compilation
     times = [one() for _ in range(runs)]

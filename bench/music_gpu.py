@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_args import ROOT, print_table, random_weights
+from bench_args import ROOT, print_table, random_weights, seconds_of
 
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
@@ -101,13 +101,7 @@ def run(size: str, args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="sopreel-bench-music-"))
 
     def timed(request: MusicRequest, out: Path) -> float:
-        if device == "cuda":
-            torch.cuda.synchronize()
-        begin = time.perf_counter()
-        backend.generate(request, out)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - begin
+        return seconds_of(lambda: backend.generate(request, out), device)
 
     first = timed(MusicRequest(prompt=PROMPT, seed=0), work / "warm.wav")
     cut_tail(work / "warm.wav", context, work / "tail.wav")
