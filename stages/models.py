@@ -242,10 +242,18 @@ class ModelSlot:
 
 
 class ModelBackend:
-    """Mixed into a stage backend whose model is held in `self._slot`: its licence, its
-    identity (options plus which exact weights: new weights mean new assets), and release."""
+    """Mixed into a stage backend whose model is held in `self._slot`: finding and pinning
+    it, its licence, its identity (options plus which exact weights: new weights mean new
+    assets), and release."""
 
     _slot: ModelSlot
+
+    def preflight(self) -> None:
+        self._slot.find()
+
+    def load(self) -> None:
+        """Find the model and pin its weights; they are read on the first asset not cached."""
+        self._slot.pin()
 
     @property
     def license(self) -> str:

@@ -80,13 +80,6 @@ class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
         self.options: VideoDiffusionOptions = options
         self._slot = PipelineSlot(options, "video model")
 
-    def preflight(self) -> None:
-        self._slot.find()
-
-    def load(self) -> None:
-        """Find the model and pin its weights; the pipeline itself loads on first use."""
-        self._slot.pin()
-
     def animate(self, request: ClipRequest, out: Path,
                 on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         import torch

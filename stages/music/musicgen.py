@@ -46,13 +46,6 @@ class MusicgenBackend(ModelBackend, MusicBackend):
         self.options: MusicgenOptions = options
         self._slot = ModelSlot(options, "music model")
 
-    def preflight(self) -> None:
-        self._slot.find()
-
-    def load(self) -> None:
-        """Find the model and pin its weights; they are read when a window is not cached."""
-        self._slot.pin()
-
     def use_model(self, model: Any, processor: Any) -> None:
         """Run a model built elsewhere (the GPU benchmark's random-weight ones), placed as a
         loaded one would be."""
