@@ -29,7 +29,7 @@ from stages.compose import (
 )
 from stages.errors import ConsentError
 from stages.languages import Language
-from stages.music import bed
+from stages.music.bed import windows_needed
 from stages.paths import voices_dir
 from stages.profile import REGISTRIES, Profile
 from stages.registry import Backend, LoadedBackends
@@ -302,11 +302,13 @@ def _music_pieces(plan: BuildPlan, backend: music.MusicBackend, seconds: float,
                   on_progress: Callable[[float], None] | None) -> list[Asset]:
     """The backend's first piece and, for a backend that continues, windows each carrying on
     from the end of the one before until together they last `seconds`."""
-    options = backend.options
+    options: music.MusicOptions = backend.options   # type: ignore[assignment]
     continuing = isinstance(options, music.ContinuingOptions) and options.extend == "continue"
-    count = (bed.windows_needed(seconds, options.window_s, options.context_s)  # type: ignore
+    count = (windows_needed(seconds, options.window_s, options.context_s)  # type: ignore
              if continuing else 1)
-    seed = images.scene_seed(plan.loaded.script.id, "music")
+    seed = options.seed
+    if seed is None:
+        seed = images.scene_seed(plan.loaded.script.id, "music")
     pieces: list[Asset] = []
     start = None
     while True:

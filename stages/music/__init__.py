@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stages.errors import MediaError
 from stages.media import SAMPLE_RATE, duration, loudness, read_wav, run_ffmpeg, write_wav
 from stages.music.bed import Piece, assemble
 from stages.registry import Backend, BackendOptions, Registry
@@ -27,7 +28,7 @@ BED_PEAK_DB = -1.0      # ... unless that would push its peaks over this
 
 
 class MusicOptions(BackendOptions):
-    seed: int | None = Field(None, ge=0)
+    seed: int | None = Field(None, ge=0, description="instead of the script's music seed")
     crossfade_s: float = Field(2.0, ge=0, le=10, description="at each join or loop seam")
 
 
@@ -97,7 +98,7 @@ def make_bed(pieces: list[tuple[Path, dict[str, Any]]], seconds: float, crossfad
     for path, facts in pieces:
         samples, rate = read_wav(path, mono=False)
         if rate != SAMPLE_RATE or samples.shape[1] != 2:
-            raise ValueError(f"{path.name}: a music piece must be {SAMPLE_RATE} Hz stereo")
+            raise MediaError(f"{path.name}: a music piece must be {SAMPLE_RATE} Hz stereo")
         loaded.append(Piece(samples, context=round(float(facts.get("context_s", 0)) * rate),
                             seamless=bool(facts.get("loop"))))
     bed, facts = assemble(loaded, seconds, crossfade_s)

@@ -56,7 +56,6 @@ class MusicgenBackend(ModelBackend, MusicBackend):
         import torch
 
         options = self.options
-        seed = options.seed if options.seed is not None else request.seed
         with self._slot.lock:
             model, processor = self._slot.get(self._load)
             codec = model.config.audio_encoder
@@ -72,15 +71,15 @@ class MusicgenBackend(ModelBackend, MusicBackend):
             steps = new + model.decoder.config.num_codebooks // _channels(model) - 1
             if on_progress is not None:   # (MusicGen's generate drops a `streamer`)
                 arguments["logits_processor"] = [_StepCounter(on_progress, steps)]
-            torch.manual_seed(seed)
+            torch.manual_seed(request.seed)
             with torch.inference_mode():
                 audio = model.generate(**arguments, max_new_tokens=steps, do_sample=True,
                                        guidance_scale=options.guidance,
                                        temperature=options.temperature, top_k=options.top_k)
         samples = _to_output(audio[0], codec.sampling_rate)
         write_wav(out, samples)
-        return {"pipeline": type(model).__name__, "seed": seed, "guidance": options.guidance,
-                "seconds": round(len(samples) / SAMPLE_RATE, 6),
+        return {"pipeline": type(model).__name__, "seed": request.seed,
+                "guidance": options.guidance, "seconds": round(len(samples) / SAMPLE_RATE, 6),
                 "context_s": context / codec.frame_rate, "model_rate": codec.sampling_rate,
                 **self._slot.weights_facts()}
 

@@ -60,7 +60,7 @@ class SynthBackend(MusicBackend):
                  on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
         options: SynthOptions = self.options  # type: ignore[assignment]
         bpm, minor = read_prompt(request.prompt)
-        rng = np.random.default_rng(options.seed if options.seed is not None else request.seed)
+        rng = np.random.default_rng(request.seed)
         beat = 60.0 / bpm
         bar = 4 * beat
         length = round(options.bars * bar * SAMPLE_RATE)
