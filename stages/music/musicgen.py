@@ -66,8 +66,8 @@ class MusicgenBackend(ModelBackend, MusicBackend):
                 arguments["decoder_input_ids"], context = _prompt_codes(
                     model, request.continue_from, codec.sampling_rate, codec.frame_rate)
             new = round(options.window_s * codec.frame_rate) - context
-            # The codebooks are generated one step apart (MusicGen's delay pattern): each
-            # frame of audio takes as many steps as codebooks per channel, less one, more.
+            # MusicGen's delay pattern runs each codebook one step behind the one before, so
+            # `new` frames take `new` steps plus one per codebook (per channel) after the first.
             steps = new + model.decoder.config.num_codebooks // _channels(model) - 1
             if on_progress is not None:   # (MusicGen's generate drops a `streamer`)
                 arguments["logits_processor"] = [_StepCounter(on_progress, steps)]
