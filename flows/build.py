@@ -3,9 +3,8 @@
 Stage-major: every scene's image, then every narration, then every clip (as long as the
 scene's longest narration), then the music (as long as the longest video), then one compose
 per language, so a stage's model is loaded once per build and released before the next
-stage's. Caching is by content
-(`stages.assets`), not by Prefect: a task whose asset exists returns it at once, whatever the
-run, server or machine.
+stage's. Caching is by content (`stages.assets`), not by Prefect: a task whose asset exists
+returns it at once, whatever the run, server or machine.
 """
 
 from __future__ import annotations
