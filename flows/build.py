@@ -1,10 +1,15 @@
-"""The `build-video` flow: a script becomes a finished video per language.
+"""The build flows: `build-video` (one script), `dub-batch` (many scripts, more languages)
+and `build-all` (every script in a folder: the nightly deployment).
 
 Stage-major: every scene's image, then every narration, then every clip (as long as the
 scene's longest narration), then the music (as long as the longest video), then one compose
 per language, so a stage's model is loaded once per build and released before the next
 stage's. Caching is by content (`stages.assets`), not by Prefect: a task whose asset exists
-returns it at once, whatever the run, server or machine.
+returns it at once, whatever the run, server or machine, so a build killed half-way and
+started again redoes only what was not finished.
+
+Retries, time limits and the GPU lock come from templates/operations.yaml (`flows.settings`);
+where tasks run (threads or Dask) from `flows.runners`.
 """
 
 from __future__ import annotations
@@ -12,22 +17,26 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.progress import PROGRESS
+from flows import progress, runners
+from flows.artifacts import ProgressArtifacts, publish_build, publish_problems
+from flows.settings import Operations, load_operations, operations_file
 from stages.assets import Asset
 from stages.compose import ComposeResult
-from stages.errors import SopreelError
+from stages.errors import SopreelError, TransientError, out_of_memory
 from stages.manifest import write_manifest
+from stages.models import first_line
 from stages.plan import (
     BuildPlan,
     ScenePlan,
+    loads_model,
     make_clip,
     make_image,
     make_music,
@@ -36,12 +45,14 @@ from stages.plan import (
     plan_build,
 )
 from stages.profile import load_profile
-from stages.registry import LoadedBackends
 from stages.report import build_manifest
-from stages.script import load_script
+from stages.script import find_scripts, load_script
 from stages.voices import DEFAULT_USE
 
-BACKENDS = LoadedBackends()   # models loaded once per process, shared by a stage's tasks
+LONG_STAGES = ("images", "narrate", "animate", "music")   # progress artifacts in the UI
+
+# Tasks reach the process's shared objects (runners.BACKENDS, progress.PROGRESS) through their
+# modules: a task sent to a Dask worker is pickled, and those objects hold locks.
 
 
 def _advancer(stage: str) -> Callable[[float], None]:
@@ -52,7 +63,7 @@ def _advancer(stage: str) -> Callable[[float], None]:
     def advance_to(fraction: float) -> None:
         nonlocal done
         if fraction > done:
-            PROGRESS.advance(stage, fraction - done)
+            progress.PROGRESS.advance(stage, fraction - done)
             done = fraction
     return advance_to
 
@@ -60,7 +71,7 @@ def _advancer(stage: str) -> Callable[[float], None]:
 @task(name="image", cache_policy=NO_CACHE, task_run_name="image-{scene.id}")
 def image_task(plan: BuildPlan, scene: ScenePlan) -> Asset:
     advance_to = _advancer("images")
-    asset = make_image(plan, scene, BACKENDS, on_progress=advance_to)
+    asset = make_image(plan, scene, runners.BACKENDS, on_progress=advance_to)
     advance_to(1.0)
     return asset
 
@@ -69,22 +80,22 @@ def image_task(plan: BuildPlan, scene: ScenePlan) -> Asset:
 def animate_task(plan: BuildPlan, scene: ScenePlan, image: Asset,
                  narrations: list[Asset]) -> Asset:
     advance_to = _advancer("animate")
-    asset = make_clip(plan, scene, image, narrations, BACKENDS, on_progress=advance_to)
+    asset = make_clip(plan, scene, image, narrations, runners.BACKENDS, on_progress=advance_to)
     advance_to(1.0)
     return asset
 
 
 @task(name="narrate", cache_policy=NO_CACHE, task_run_name="narrate-{scene.id}-{language}")
 def narrate_task(plan: BuildPlan, scene: ScenePlan, language: str) -> Asset:
-    asset = make_narration(plan, scene, language, BACKENDS)
-    PROGRESS.advance("narrate")
+    asset = make_narration(plan, scene, language, runners.BACKENDS)
+    progress.PROGRESS.advance("narrate")
     return asset
 
 
 @task(name="music", cache_policy=NO_CACHE)
 def music_task(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> Asset | None:
     advance_to = _advancer("music")
-    bed = make_music(plan, narrations, BACKENDS, on_progress=advance_to)
+    bed = make_music(plan, narrations, runners.BACKENDS, on_progress=advance_to)
     advance_to(1.0)
     return bed
 
@@ -93,28 +104,88 @@ def music_task(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> Asset | N
 def compose_task(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],
                  bed: Asset | None) -> ComposeResult:
     key = f"compose {plan.loaded.script.id} {language}"   # a dub batch composes many scripts
-    PROGRESS.begin(key, f"compose {language}", 1.0)
+    progress.PROGRESS.begin(key, f"compose {language}", 1.0)
     result = make_video(plan, language, clips, narrations, bed,
-                        on_progress=lambda done: PROGRESS.fraction(key, done))
-    PROGRESS.fraction(key, 1.0)
+                        on_progress=lambda done: progress.PROGRESS.fraction(key, done))
+    progress.PROGRESS.fraction(key, 1.0)
     return result
 
 
-def _stage(name: str, submit: Callable[[], list[PrefectFuture]],
-           total: int | None = None) -> list[Any]:
-    """Run a stage's tasks, wait for them, then free the stage's backends before the next.
+@dataclass
+class _Run:
+    """What every stage of one flow run shares."""
 
-    `total` starts the stage's progress bar, which its tasks advance.
-    """
-    if total is not None:
-        PROGRESS.begin(name, name, total)
+    plans: list[BuildPlan]
+    ops: Operations
+    progress: ProgressArtifacts
+
+
+def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
+    """Run one stage's tasks with the site's retries and time limit, wait for them, then free
+    the stage's models before the next stage. A stage that loads models holds the GPU lock
+    from its first task to that release."""
+    policy = run.ops.policy(name)
+    configured = task.with_options(**policy.task_options(),
+                                   retry_condition_fn=_retry_if_transient(name))
+    holds_model = any(loads_model(plan, name) for plan in run.plans)
+    if name in LONG_STAGES:
+        progress.PROGRESS.begin(name, name, len(calls))
+        run.progress.track(name)
     started = time.perf_counter()
-    results = [future.result() for future in submit()]
-    BACKENDS.release(name)
+    with runners.gpu_lock(holds_model, run.ops.gpu):
+        try:
+            futures = runners.submit_all(configured, calls, needs_gpu=holds_model)
+            results = []
+            for future in futures:
+                results.append(_result(future, name, run.ops))
+                if runners.remote():   # tasks on Dask workers report progress there
+                    progress.PROGRESS.advance(name)
+        finally:
+            runners.release_stage(name)
+    if name in LONG_STAGES:
+        run.progress.finish(name)
     reused = sum(bool(getattr(result, "cached", False)) for result in results)
     get_run_logger().info("%s: %d done (%d reused) in %.1f s", name, len(results), reused,
                           time.perf_counter() - started)
     return results
+
+
+def _retry_if_transient(stage: str) -> Callable[..., bool]:
+    """Prefect's retry condition: retry a server that is down or overloaded, and a model out
+    of GPU memory once it can be loaded with more offloading; never a mistake in the input."""
+    def retry(_task: Any, _task_run: Any, state: Any) -> bool:
+        try:
+            state.result()
+        except TransientError as exc:
+            get_run_logger().warning("%s: %s Retrying.", stage, first_line(exc))
+            return True
+        except Exception as exc:
+            if not out_of_memory(exc):
+                return False
+            changed = runners.BACKENDS.lighten(stage)
+            if changed:
+                get_run_logger().warning("%s ran out of GPU memory; retrying with %s.", stage,
+                                         "; ".join(changed))
+            return bool(changed)
+        return False
+    return retry
+
+
+def _result(future: PrefectFuture[Any], stage: str, ops: Operations) -> Any:
+    """A task's result; a time limit or exhausted GPU memory becomes a clear error."""
+    try:
+        return future.result()
+    except TimeoutError:
+        raise SopreelError(
+            f"{stage}: one item took longer than its limit of {ops.policy(stage).timeout_s:g} s "
+            f"(stages.{stage}.timeout_s in {operations_file()}).") from None
+    except RuntimeError as exc:
+        if out_of_memory(exc):
+            raise SopreelError(
+                f"{stage} ran out of GPU memory, with as much offloading as its backend has. "
+                "Lower width, height or frames in the profile, or use a GPU with more "
+                "memory.") from None
+        raise
 
 
 def _grouped(keys: list[Any], results: list[Any]) -> dict[Any, list[Any]]:
@@ -133,78 +204,10 @@ def _plan(script: str, profile: str, languages: list[str] | None, out: str,
                       voices_folder=voices_dir)
 
 
-def build_plans(plans: list[BuildPlan]) -> dict[str, dict[str, Any]]:
-    """Every plan's images, then narrations, clips, music beds and videos: stage-major across
-    scripts, so each model loads once for the whole batch. Returns per script id its manifest
-    path and videos."""
-    for plan in plans:
-        plan.store.sweep()
-    shots = [(i, scene) for i, plan in enumerate(plans) for scene in plan.scenes]
-    voiced = [(i, lang, scene) for i, plan in enumerate(plans) for lang in plan.languages
-              for scene in plan.scenes]
-    cuts = [(i, lang) for i, plan in enumerate(plans) for lang in plan.languages]
-
-    stills = _stage("images", lambda: [image_task.submit(plans[i], scene)
-                                       for i, scene in shots], len(shots))
-    spoken = _stage("narrate", lambda: [narrate_task.submit(plans[i], scene, lang)
-                                        for i, lang, scene in voiced], len(voiced))
-    # A clip covers the scene's longest narration, so narration comes first.
-    heard = _grouped([(i, scene.id) for i, _, scene in voiced], spoken)
-    clips = _stage("animate", lambda: [
-        animate_task.submit(plans[i], scene, still, heard[(i, scene.id)])
-        for (i, scene), still in zip(shots, stills, strict=True)], len(shots))
-    narrations = _grouped([(i, lang) for i, lang, _ in voiced], spoken)
-    # The bed lasts as long as the plan's longest video.
-    beds = _stage("music", lambda: [
-        music_task.submit(plan, {lang: narrations[(i, lang)] for lang in plan.languages})
-        for i, plan in enumerate(plans)], len(plans))
-    stills_of = _grouped([i for i, _ in shots], stills)
-    clips_of = _grouped([i for i, _ in shots], clips)
-    videos = dict(zip(cuts, _stage("compose", lambda: [
-        compose_task.submit(plans[i], lang, clips_of[i], narrations[(i, lang)], beds[i])
-        for i, lang in cuts]), strict=True))
-
-    results = {}
-    for i, plan in enumerate(plans):
-        made = {lang: videos[(i, lang)] for lang in plan.languages}
-        manifest = build_manifest(plan, stills_of[i], clips_of[i],
-                                  {lang: narrations[(i, lang)] for lang in plan.languages},
-                                  beds[i], made)
-        write_manifest(manifest, plan.out_dir / "manifest.json")
-        for lang, result in made.items():
-            get_run_logger().info("%s %s: %s (%.1f s)", plan.loaded.script.id, lang,
-                                  result.video, result.duration_s)
-        results[plan.loaded.script.id] = {
-            "manifest": str(plan.out_dir / "manifest.json"),
-            "outputs": {lang: str(result.video) for lang, result in made.items()}}
-    return results
-
-
-@flow(name="build-video", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
-def build_video(script: str, profile: str = "draft", languages: list[str] | None = None,
-                out: str = "outputs", voices_dir: str | None = None,
-                use: str = DEFAULT_USE, allow_unreviewed: bool = False) -> dict[str, Any]:
-    """Build a training video per language from a sopreel script (see DESIGN.md).
-
-    `use` is what the video is for; a cloned voice's consent must cover it. Machine
-    translations nobody approved are refused unless `allow_unreviewed`.
-    """
-    plan = _plan(script, profile, languages, out, voices_dir, use, allow_unreviewed)
-    get_run_logger().info("Building %s: %d scenes in %s with the %s profile",
-                          plan.loaded.script.id, len(plan.scenes), ", ".join(plan.languages),
-                          plan.profile.name)
-    return build_plans([plan])[plan.loaded.script.id]
-
-
-@flow(name="dub-batch", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
-def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
-              out: str = "outputs", voices_dir: str | None = None, use: str = DEFAULT_USE,
-              allow_unreviewed: bool = False) -> dict[str, Any]:
-    """Add languages to many scripts at once: narration and compositing per script x language,
-    every image and clip reused from the cache (made once if a script was never built).
-
-    Every script is checked before any work; one bad script stops the batch with all the
-    problems listed."""
+def _plans(scripts: list[str], languages: list[str] | None, profile: str, out: str,
+           voices_dir: str | None, use: str,
+           allow_unreviewed: bool) -> tuple[list[BuildPlan], list[str]]:
+    """A plan for every script that can be built, and what is wrong with the others."""
     plans, problems = [], []
     for script in scripts:
         try:
@@ -213,9 +216,140 @@ def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
         except SopreelError as exc:
             problems.append(str(exc))
     ids = [plan.loaded.script.id for plan in plans]
-    problems += [f"two scripts have the id '{i}'; each needs its own" for i in set(ids)
+    problems += [f"two scripts have the id '{i}'; each needs its own" for i in sorted(set(ids))
                  if ids.count(i) > 1]
+    return plans, problems
+
+
+def build_plans(plans: list[BuildPlan], label: str) -> dict[str, dict[str, Any]]:
+    """Every plan's images, then narrations, clips, music beds and videos: stage-major across
+    scripts, so each model loads once for the whole batch. Publishes each build's summary,
+    asset table and links; returns per script id its manifest path and videos."""
+    ops = load_operations()
+    run = _Run(plans, ops, ProgressArtifacts(label))
+    try:
+        return _build(run)
+    finally:
+        run.progress.close()
+
+
+def _build(run: _Run) -> dict[str, dict[str, Any]]:
+    plans = run.plans
+    for plan in plans:
+        plan.store.sweep()
+    scene_of = [(i, scene) for i, plan in enumerate(plans) for scene in plan.scenes]
+    voiced = [(i, lang, scene) for i, plan in enumerate(plans) for lang in plan.languages
+              for scene in plan.scenes]
+    cuts = [(i, lang) for i, plan in enumerate(plans) for lang in plan.languages]
+
+    stills = _stage(run, "images", image_task, [(plans[i], scene) for i, scene in scene_of])
+    spoken = _stage(run, "narrate", narrate_task,
+                    [(plans[i], scene, lang) for i, lang, scene in voiced])
+    # A clip covers the scene's longest narration, so narration comes first.
+    heard = _grouped([(i, scene.id) for i, _, scene in voiced], spoken)
+    clips = _stage(run, "animate", animate_task, [
+        (plans[i], scene, still, heard[(i, scene.id)])
+        for (i, scene), still in zip(scene_of, stills, strict=True)])
+    narrations = _grouped([(i, lang) for i, lang, _ in voiced], spoken)
+    # The bed lasts as long as the plan's longest video.
+    beds = _stage(run, "music", music_task, [
+        (plan, {lang: narrations[(i, lang)] for lang in plan.languages})
+        for i, plan in enumerate(plans)])
+    stills_of = _grouped([i for i, _ in scene_of], stills)
+    clips_of = _grouped([i for i, _ in scene_of], clips)
+    videos = dict(zip(cuts, _stage(run, "compose", compose_task, [
+        (plans[i], lang, clips_of[i], narrations[(i, lang)], beds[i]) for i, lang in cuts]),
+        strict=True))
+
+    logger = get_run_logger()
+    results = {}
+    for i, plan in enumerate(plans):
+        made = {lang: videos[(i, lang)] for lang in plan.languages}
+        manifest = build_manifest(plan, stills_of[i], clips_of[i],
+                                  {lang: narrations[(i, lang)] for lang in plan.languages},
+                                  beds[i], made)
+        write_manifest(manifest, plan.out_dir / "manifest.json")
+        publish_build(manifest, plan.out_dir, run.ops.outputs_link_base)
+        script_id = plan.loaded.script.id
+        for lang, result in made.items():
+            logger.info("%s %s: %s (%.1f s)", script_id, lang, result.video, result.duration_s)
+        for warning in manifest.warnings:
+            logger.warning("%s: %s", script_id, warning)
+        results[script_id] = {"manifest": str(plan.out_dir / "manifest.json"),
+                              "outputs": {lang: str(result.video) for lang, result in made.items()}}
+    return results
+
+
+@flow(name="build-video", task_runner=runners.task_runner(), log_prints=True)
+def build_video(script: str, profile: str = "draft", languages: list[str] | None = None,
+                out: str = "outputs", voices_dir: str | None = None,
+                use: str = DEFAULT_USE, allow_unreviewed: bool = False) -> dict[str, Any]:
+    """Build a training video per language from a sopreel script.
+
+    Args:
+        script: Path of the script YAML on the machine that runs the build.
+        profile: draft (no model weights), studio, or the path of a profile YAML.
+        languages: Languages to build, e.g. ["en", "th"]; empty: every language of the script.
+        out: Output folder; videos land in OUT/<script id>/<lang>/video.mp4.
+        voices_dir: Folder of enrolled voices; empty: $SOPREEL_VOICES_DIR, else voices/.
+        use: What the video is for; a cloned voice's consent must cover it.
+        allow_unreviewed: Build machine translations nobody has approved yet (a preview).
+    """
+    plan = _plan(script, profile, languages or None, out, voices_dir, use, allow_unreviewed)
+    get_run_logger().info("Building %s: %d scenes in %s with the %s profile",
+                          plan.loaded.script.id, len(plan.scenes), ", ".join(plan.languages),
+                          plan.profile.name)
+    return build_plans([plan], plan.loaded.script.id)[plan.loaded.script.id]
+
+
+@flow(name="dub-batch", task_runner=runners.task_runner(), log_prints=True)
+def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
+              out: str = "outputs", voices_dir: str | None = None, use: str = DEFAULT_USE,
+              allow_unreviewed: bool = False) -> dict[str, Any]:
+    """Add languages to many scripts at once: only narration and compositing are new.
+
+    Images and clips come from the cache (made once if a script was never built). Every
+    script is checked before any work; one bad script stops the batch with all the problems
+    listed.
+
+    Args:
+        scripts: Paths of the script YAMLs on the machine that runs the batch.
+        languages: Languages to add, e.g. ["th", "vi"].
+        profile: draft (no model weights), studio, or the path of a profile YAML.
+        out: Output folder, as for build-video.
+        voices_dir: Folder of enrolled voices; empty: $SOPREEL_VOICES_DIR, else voices/.
+        use: What the videos are for; a cloned voice's consent must cover it.
+        allow_unreviewed: Build machine translations nobody has approved yet (a preview).
+    """
+    plans, problems = _plans(scripts, languages, profile, out, voices_dir, use,
+                             allow_unreviewed)
     if problems:
         raise SopreelError("\n".join(["Nothing was dubbed:", *problems]))
     get_run_logger().info("Dubbing %d scripts into %s", len(plans), ", ".join(languages))
-    return build_plans(plans)
+    return build_plans(plans, "dub-batch")
+
+
+@flow(name="build-all", task_runner=runners.task_runner(), log_prints=True)
+def build_all(folder: str = "templates", profile: str = "draft", out: str = "outputs",
+              voices_dir: str | None = None, use: str = DEFAULT_USE) -> dict[str, Any]:
+    """Build every script under a folder, each in all its languages (the nightly build).
+
+    Unchanged scripts cost nothing: every asset and video comes from the cache. A script
+    that cannot be built is listed (and fails the run) without stopping the others.
+
+    Args:
+        folder: Folder searched (with its subfolders) for scripts: YAML files with scenes.
+        profile: draft (no model weights), studio, or the path of a profile YAML.
+        out: Output folder, as for build-video.
+        voices_dir: Folder of enrolled voices; empty: $SOPREEL_VOICES_DIR, else voices/.
+        use: What the videos are for; a cloned voice's consent must cover it.
+    """
+    scripts = [str(path) for path in find_scripts(Path(folder))]
+    plans, problems = _plans(scripts, None, profile, out, voices_dir, use, False)
+    get_run_logger().info("Building %d of %d scripts under %s", len(plans), len(scripts), folder)
+    results = build_plans(plans, "build-all") if plans else {}
+    if problems:
+        publish_problems(problems)
+        raise SopreelError("\n".join([f"{len(problems)} of {len(scripts)} scripts under "
+                                       f"{folder} were not built:", *problems]))
+    return results

@@ -434,6 +434,70 @@ def voices_revoke(voice_id: str, reason: str | None, out: str, voices_dir: str |
         click.echo(f"No builds under {out} used this voice.")
 
 
+@main.command()
+@click.option("--cron", default=None,
+              help="Schedule of build-all/nightly (default: nightly.cron in operations.yaml, "
+                   "02:00 every day).")
+@click.option("--timezone", default=None, help="Time zone of the schedule, e.g. Asia/Bangkok.")
+@click.option("--scripts", "folder", default=None, type=click.Path(file_okay=False),
+              help="Folder the nightly build searches for scripts (default: templates).")
+@click.option("--profile", default=None, help="Profile of the nightly build (default: draft).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Output folder of the nightly build (default: outputs).")
+@click.option("--limit", default=None, type=click.IntRange(1),
+              help="At most this many runs at once on this machine.")
+@click.option("--port", default=4200, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the local Prefect server started when PREFECT_API_URL is not set.")
+@_clean_errors
+def serve(cron: str | None, timezone: str | None, folder: str | None, profile: str | None,
+          out: str | None, limit: int | None, port: int) -> None:
+    """Serve sopreel's Prefect deployments and run what they start, until Ctrl-C.
+
+    build-video/build, dub-batch/dub, build-all/nightly (scheduled) and
+    review-translation/review, against PREFECT_API_URL; when it is not set, a local Prefect
+    server with its UI is started on --port (and stopped on exit)."""
+    from flows.settings import load_operations
+
+    nightly = load_operations().nightly
+    chosen = {"cron": cron, "timezone": timezone, "folder": folder, "profile": profile,
+              "out": out}
+    nightly = nightly.model_copy(update={k: v for k, v in chosen.items() if v is not None})
+    _check_schedule(nightly.cron, nightly.timezone)
+    from stages.profile import load_profile
+
+    load_profile(nightly.profile)   # a typo fails now, not at 02:00
+    from flows import serve as serving
+
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        click.echo(f"Starting a Prefect server on 127.0.0.1:{port} ...", err=True)
+        server = serving.start_local_server("127.0.0.1", port)
+        os.environ["PREFECT_API_URL"] = server.url
+    api = os.environ["PREFECT_API_URL"]
+    click.echo(f"Prefect UI: {api.removesuffix('/api')}  (deployments: build-video/build, "
+               f"dub-batch/dub, build-all/nightly at '{nightly.cron}' {nightly.timezone}, "
+               "review-translation/review)", err=True)
+    try:
+        serving.serve(nightly, limit=limit)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _check_schedule(cron: str, timezone: str) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    from stages.errors import SopreelError
+
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValidationError as exc:
+        raise SopreelError(f"Schedule '{cron}' in time zone '{timezone}': "
+                           f"{exc.errors()[0]['msg']} (a cron schedule has five fields: minute "
+                           "hour day-of-month month day-of-week, e.g. '0 2 * * *').") from None
+
+
 def _build_flow() -> Callable[..., dict[str, Any]]:
     from flows.build import build_video  # imports Prefect: after _prefect_environment
     return build_video

@@ -41,6 +41,9 @@ class DiffusionOptions(ModelOptions):
         raise ValueError(f"expected one of: {', '.join(ATTENTION_BACKENDS)}")
 
 
+LIGHTER_OFFLOAD = {"none": "model", "model": "sequential", "group": "sequential"}
+
+
 class PipelineSlot(ModelSlot):
     """A diffusers pipeline in a `ModelSlot` (`model` is the pipeline): a folder must have
     model_index.json; `place` applies the profile's memory and speed switches."""
@@ -90,6 +93,14 @@ class PipelineBackend(ModelBackend):
     elsewhere (the GPU benchmarks' random-weight models)."""
 
     _slot: PipelineSlot
+    placement_options = ("offload",)
+
+    def lighter(self) -> PipelineBackend | None:
+        """More offloading: whole components, then every layer (slowest, least memory)."""
+        offload = LIGHTER_OFFLOAD.get(self.options.offload)  # type: ignore[attr-defined]
+        if offload is None:
+            return None
+        return type(self)(self.options.model_copy(update={"offload": offload}))  # type: ignore[call-arg]
 
     def use_pipeline(self, pipe: Any) -> None:
         """Run a pipeline built elsewhere, configured by this backend's options as a loaded

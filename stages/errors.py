@@ -77,6 +77,16 @@ class UnknownNameError(SopreelError):
         super().__init__(f"Unknown {what} '{name}'.{hint} Available: {listing}.")
 
 
+class TransientError(SopreelError):
+    """A failure that may pass by itself (a server restarting or overloaded): worth a retry."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """torch's out-of-memory error (CUDA, MPS), recognised without importing torch."""
+    return isinstance(exc, RuntimeError) and (
+        type(exc).__name__ == "OutOfMemoryError" or " out of memory" in str(exc))
+
+
 class MediaError(SopreelError):
     """A media tool (ffmpeg, espeak-ng) failed or a media file is unusable."""
 

@@ -53,12 +53,16 @@ def run_ffmpeg(args: list[str], *, what: str, duration_s: float | None = None,
                "-progress", "pipe:1", "-nostats", *args]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None and proc.stderr is not None
-        for raw in proc.stdout:
-            line = raw.decode("ascii", "replace").strip()
-            if on_progress and duration_s and line.startswith("out_time_us="):
-                value = line.split("=", 1)[1]
-                if value.isdigit():
-                    on_progress(min(1.0, int(value) / 1e6 / duration_s))
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("ascii", "replace").strip()
+                if on_progress and duration_s and line.startswith("out_time_us="):
+                    value = line.split("=", 1)[1]
+                    if value.isdigit():
+                        on_progress(min(1.0, int(value) / 1e6 / duration_s))
+        except BaseException:   # a time limit or an interrupt: ffmpeg must not run on
+            proc.kill()
+            raise
         errors = proc.stderr.read().decode("utf-8", "replace")
         code = proc.wait()
     if code != 0:

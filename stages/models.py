@@ -200,7 +200,9 @@ class ModelSlot:
         self.model = model
 
     def release(self) -> None:
-        self.model = None
+        """Free the model, after the generation in progress (if any) has finished."""
+        with self.lock:
+            self.model = None
         free_memory()
 
     def quiet(self) -> None:
@@ -247,6 +249,7 @@ class ModelBackend:
     assets), and release."""
 
     _slot: ModelSlot
+    loads_model = True
 
     def preflight(self) -> None:
         self._slot.find()

@@ -115,6 +115,12 @@ def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
     return {lang: narrator.voice_plan(lang, plan.enrolled_voice) for lang in plan.languages}
 
 
+def loads_model(plan: BuildPlan, stage: str) -> bool:
+    """The stage's backend holds model weights in memory (it needs the GPU to itself)."""
+    choice = plan.profile.stages.get(stage)
+    return choice is not None and REGISTRIES[stage].get(choice.backend).loads_model
+
+
 def _backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
     choice = plan.profile.stages[stage]
     return loaded.get(REGISTRIES[stage], choice.backend, choice.options)

@@ -29,8 +29,11 @@ class Backend:
 
     `identity()` is what makes an asset differ between backends: it goes into every cache key
     and into the manifest. Bump `version` when a change alters what the backend produces.
-    `assembly_options` say how the backend's pieces are put together, not what a piece is:
-    they stay out of the identity, so changing them reuses every piece already made.
+    `assembly_options` say how the backend's pieces are put together, not what a piece is;
+    `placement_options` say where the model runs (offloading), not what it makes. Both stay
+    out of the identity, so changing them reuses every piece already made.
+    `loads_model` marks a backend that holds model weights in memory: its stage takes the GPU
+    lock, and on Dask asks for a worker with a GPU.
     """
 
     name: ClassVar[str] = ""
@@ -38,6 +41,8 @@ class Backend:
     license: ClassVar[str | None] = None
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     assembly_options: ClassVar[tuple[str, ...]] = ()
+    placement_options: ClassVar[tuple[str, ...]] = ()
+    loads_model: ClassVar[bool] = False
 
     def __init__(self, options: BackendOptions):
         self.options = options
@@ -56,8 +61,14 @@ class Backend:
     def model(self) -> str | None:
         return getattr(self.options, "model", None)
 
+    def lighter(self) -> Backend | None:
+        """The same backend set to need less accelerator memory (more offloading), for a retry
+        after running out of it; None when it has no lighter setting."""
+        return None
+
     def identity(self) -> dict[str, Any]:
-        options = self.options.model_dump(mode="json", exclude=set(self.assembly_options))
+        options = self.options.model_dump(
+            mode="json", exclude={*self.assembly_options, *self.placement_options})
         return {"backend": self.name, "version": self.version, "options": options}
 
 
@@ -104,6 +115,11 @@ class Registry(Generic[B]):
             self._targets.setdefault(entry.name, entry.value)
 
 
+def _placement(backend: Backend, options: BackendOptions) -> str:
+    chosen = options.model_dump(include=set(backend.placement_options))
+    return f"{backend.name} with " + ", ".join(f"{k} {v}" for k, v in chosen.items())
+
+
 class LoadedBackends:
     """Backends loaded once per process and shared by every task that asks for the same one.
 
@@ -113,19 +129,48 @@ class LoadedBackends:
 
     def __init__(self) -> None:
         self._loaded: dict[tuple[str, str, str], Backend] = {}
+        self._lighter: dict[tuple[str, str, str], BackendOptions] = {}
         self._lock = threading.Lock()
+        self._used = threading.local()   # per thread: the backend each stage's last `get` gave
 
     def get(self, registry: Registry[B], name: str, options: BackendOptions) -> B:
         key = (registry.stage, name, options.model_dump_json())
         with self._lock:
             backend = self._loaded.get(key)
             if backend is None:
-                backend = registry.get(name)(options)
+                backend = registry.get(name)(self._lighter.get(key, options))
                 backend.load()
                 self._loaded[key] = backend
+        self._used.__dict__[registry.stage] = (key, backend)
         return backend  # type: ignore[return-value]
 
+    def lighten(self, stage: str) -> list[str]:
+        """After this thread's task of `stage` ran out of accelerator memory: free the model
+        it used, and have every later `get` load it with lighter settings. Says what the
+        retry will use; nothing when there is nothing lighter (no retry).
+
+        Tasks failing together lighten once: a task whose model was already replaced by a
+        lighter one is retried with that."""
+        key, failed = self._used.__dict__.get(stage, (None, None))
+        if failed is None:
+            return []
+        with self._lock:
+            if self._loaded.get(key) is not failed:
+                current = self._lighter.get(key)
+                return [_placement(failed, current)] if current not in (None, failed.options) \
+                    else []
+            self._loaded.pop(key)
+            failed.close()
+            lighter = failed.lighter()
+            if lighter is None:
+                return []
+            self._lighter[key] = lighter.options
+            return [_placement(failed, lighter.options)]
+
     def release(self, stage: str) -> None:
+        """Free the stage's models; the next build starts again from the profile's settings."""
         with self._lock:
             for key in [k for k in self._loaded if k[0] == stage]:
                 self._loaded.pop(key).close()
+            for key in [k for k in self._lighter if k[0] == stage]:
+                del self._lighter[key]

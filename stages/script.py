@@ -6,6 +6,7 @@ problem it finds at once, each with file, line and field, and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import unicodedata
@@ -18,10 +19,11 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from stages import languages
-from stages.errors import Problem, ScriptError
+from stages.errors import Problem, ScriptError, SopreelError
 from stages.fonts import describe_chars, font_chain, missing_glyphs
 from stages.glossary import load_glossary
 from stages.paths import STYLES, voices_dir
+from stages.translations import SUFFIX as SIDECAR_SUFFIX
 from stages.translations import glossary_notes, read_sidecar, sidecar_path, stale_scenes
 from stages.yamlfile import LocatedYaml, format_loc, load_yaml, validate
 
@@ -155,6 +157,25 @@ class LoadedScript:
 
 def _translations(script: Script) -> dict[str, Translation]:
     return {languages.canonical(code) or code: block for code, block in script.translations.items()}
+
+
+def find_scripts(folder: Path) -> list[Path]:
+    """Every script under `folder` and its subfolders: the YAML files with a top-level
+    `scenes:` (profiles, styles and translation sidecars have none), in name order.
+
+    Found by a line, not by parsing, so a broken script is found too and reported when loaded.
+    """
+    if not folder.is_dir():
+        raise SopreelError(f"{folder}: no such folder of scripts.")
+    found = []
+    for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
+        if path.name.endswith(SIDECAR_SUFFIX) or not path.is_file():
+            continue
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if any(line.startswith("scenes:")
+                   for line in path.read_text(encoding="utf-8").splitlines()):
+                found.append(path)
+    return found
 
 
 def load_script(path: str | Path, *, only_languages: list[str] | None = None,

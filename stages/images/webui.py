@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import Field, field_validator
 
-from stages.errors import SopreelError
+from stages.errors import SopreelError, TransientError
 from stages.images import ImageBackend, ImageOptions, ImageRequest
 from stages.paths import TEMPLATES
 
@@ -40,6 +40,10 @@ COMFYUI_WORKFLOWS = TEMPLATES / "comfyui"
 
 class ServerError(SopreelError):
     """The image server could not be reached, refused the request or answered nonsense."""
+
+
+class ServerUnavailable(ServerError, TransientError):
+    """The server is down or overloaded: the build's retry (later, with backoff) may succeed."""
 
 
 URL = r"^https?://[^\s/]+(/[^\s]*)?$"
@@ -101,7 +105,7 @@ class ServerBackend(ImageBackend):
                                   "profile for slow models or a busy server.") from None
             except httpx.TransportError as exc:
                 if attempt == self.options.retries:
-                    raise ServerError(
+                    raise ServerUnavailable(
                         f"Cannot reach the {self.server} at {url}: {_reason(exc)} "
                         f"({attempt + 1} tries). Is it running{self._start_hint()}? Check "
                         "`url` in the profile.") from None
@@ -110,7 +114,7 @@ class ServerBackend(ImageBackend):
             if response.status_code not in RETRIED_STATUS:
                 return response
             if attempt == self.options.retries:
-                raise ServerError(f"The {self.server} at {url} is unavailable: HTTP "
+                raise ServerUnavailable(f"The {self.server} at {url} is unavailable: HTTP "
                                   f"{response.status_code} {response.text[:120]!r} "
                                   f"({attempt + 1} tries).")
             time.sleep(wait)

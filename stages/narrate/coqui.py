@@ -81,6 +81,7 @@ class CoquiBackend(NarrateBackend):
     name = "coqui"
     version = 1
     Options = CoquiOptions
+    loads_model = True
 
     def __init__(self, options: CoquiOptions):
         super().__init__(options)
