@@ -341,3 +341,32 @@ def test_a_profile_naming_a_missing_workflow_is_refused_at_its_line(tmp_path):
     with pytest.raises(ProfileError, match=r"comfy.yaml:\d+: images.workflow: .*ComfyUI "
                                            r"workflow not found"):
         load_profile(str(profile))
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_server_that_stays_down_is_retried_by_the_build_with_backoff(server, tmp_path,
+                                                                       monkeypatch):
+    """The client's own quick retries are spent (retries: 0); the build's task retry from
+    operations.yaml tries again later, and the build completes."""
+    profile = tmp_path / "a1111.yaml"
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "images": {
+        "backend": "a1111", "url": server.url, "width": 320, "height": 192, "retries": 0,
+        "license": "CreativeML Open RAIL++-M"}}), encoding="utf-8")
+    script = write_script(tmp_path, base_script(music=None))
+    operations = tmp_path / "operations.yaml"
+    monkeypatch.setenv("SOPREEL_OPERATIONS", str(operations))
+    args = ["build", str(script), "--profile", str(profile), "--out"]
+
+    operations.write_text("stages:\n  images: {retries: 0}\n", encoding="utf-8")
+    server.unavailable = 1
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "first")])
+    assert result.exit_code == 2
+    assert "is unavailable: HTTP 503 'busy' (1 tries)" in result.output
+
+    operations.write_text("stages:\n  images: {retries: 1, retry_delays_s: [0.5]}\n",
+                          encoding="utf-8")
+    server.unavailable, server.requests = 1, []
+    result = CliRunner().invoke(main, [*args, str(tmp_path / "second")])
+    assert result.exit_code == 0, result.output
+    posts = [path for _, path, _ in server.requests if path == "/sdapi/v1/txt2img"]
+    assert len(posts) == 3   # two scenes, one of them twice
