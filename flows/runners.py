@@ -13,6 +13,7 @@ that holds model weights is exclusive on its GPU:
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,19 @@ from stages.registry import LoadedBackends
 
 BACKENDS = LoadedBackends()   # models loaded once per process, shared by a stage's tasks
 LOCAL_THREADS = 2
+
+
+class _ThreadTimeoutNotice(logging.Filter):
+    """Drop Prefect's warning, repeated for every task, that a time limit cannot interrupt a
+    blocking call in a worker thread: sopreel's work is Python loops and ffmpeg runs read line
+    by line, which a limit does interrupt (README, "Retries, time limits, the GPU lock")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Timeout of %s")
+                    and "worker thread" in record.msg)
+
+
+logging.getLogger("prefect.task_runs").addFilter(_ThreadTimeoutNotice())
 
 
 def task_runner() -> TaskRunner:
