@@ -50,12 +50,14 @@ def publish_problems(problems: list[str]) -> None:
 class ProgressArtifacts:
     """Progress artifacts for long stages, updated in place as their tasks report.
 
-    Updates are throttled (one API call per second or per 5% at most). Tasks on Dask workers
-    report in their own process, so there the flow advances the artifact per finished item.
+    Updates are throttled: every 5% at most twice a second, and any change after 5 s. Tasks
+    on Dask workers report in their own process, so there the flow advances the artifact per
+    finished item.
     """
 
-    MIN_INTERVAL_S = 1.0
     MIN_STEP = 5.0
+    STEP_INTERVAL_S = 0.5
+    QUIET_INTERVAL_S = 5.0
 
     def __init__(self, run_label: str) -> None:
         self.run_label = run_label
@@ -84,7 +86,10 @@ class ProgressArtifacts:
         with self._lock:
             shown, at = self._shown[stage]
             now = time.monotonic()
-            if not force and (percent - shown < self.MIN_STEP or now - at < self.MIN_INTERVAL_S):
+            waited = now - at
+            due = (percent - shown >= self.MIN_STEP and waited >= self.STEP_INTERVAL_S) or (
+                percent > shown and waited >= self.QUIET_INTERVAL_S)
+            if not (force or due):
                 return
             self._shown[stage] = (percent, now)
         update_progress_artifact(self._ids[stage], progress=percent)

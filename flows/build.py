@@ -117,7 +117,7 @@ class _Run:
 
     plans: list[BuildPlan]
     ops: Operations
-    progress: ProgressArtifacts
+    artifacts: ProgressArtifacts
 
 
 def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
@@ -130,7 +130,7 @@ def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[tuple[Any, ..
     holds_model = any(loads_model(plan, name) for plan in run.plans)
     if name in LONG_STAGES:
         progress.PROGRESS.begin(name, name, len(calls))
-        run.progress.track(name)
+        run.artifacts.track(name)
     started = time.perf_counter()
     with runners.gpu_lock(holds_model, run.ops.gpu):
         try:
@@ -143,7 +143,7 @@ def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[tuple[Any, ..
         finally:
             runners.release_stage(name)
     if name in LONG_STAGES:
-        run.progress.finish(name)
+        run.artifacts.finish(name)
     reused = sum(bool(getattr(result, "cached", False)) for result in results)
     get_run_logger().info("%s: %d done (%d reused) in %.1f s", name, len(results), reused,
                           time.perf_counter() - started)
@@ -230,7 +230,7 @@ def build_plans(plans: list[BuildPlan], label: str) -> dict[str, dict[str, Any]]
     try:
         return _build(run)
     finally:
-        run.progress.close()
+        run.artifacts.close()
 
 
 def _build(run: _Run) -> dict[str, dict[str, Any]]:
