@@ -469,16 +469,16 @@ def serve(cron: str | None, timezone: str | None, folder: str | None, profile: s
     from flows import serve as serving
 
     server = None
-    if not os.environ.get("PREFECT_API_URL"):
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
         click.echo(f"Starting a Prefect server on 127.0.0.1:{port} ...", err=True)
         server = serving.start_local_server("127.0.0.1", port)
-        os.environ["PREFECT_API_URL"] = server.url
-    api = os.environ["PREFECT_API_URL"]
+        api = server.url
     click.echo(f"Prefect UI: {api.removesuffix('/api')}  (deployments: build-video/build, "
                f"dub-batch/dub, build-all/nightly at '{nightly.cron}' {nightly.timezone}, "
                "review-translation/review)", err=True)
     try:
-        serving.serve(nightly, limit=limit)
+        serving.serve(nightly, api, limit=limit)
     finally:
         if server is not None:
             server.stop()

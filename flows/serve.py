@@ -70,11 +70,14 @@ def deployments(nightly: Nightly) -> list:
     ]
 
 
-def serve(nightly: Nightly, limit: int | None = None) -> None:
-    """Serve the deployments until interrupted (runs are executed here)."""
+def serve(nightly: Nightly, api_url: str, limit: int | None = None) -> None:
+    """Serve the deployments against `api_url` until interrupted (runs are executed here)."""
     from prefect import serve as prefect_serve
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    prefect_serve(*deployments(nightly), limit=limit)
+    os.environ["PREFECT_API_URL"] = api_url   # for the processes that execute the runs
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):   # Prefect is imported already
+        prefect_serve(*deployments(nightly), limit=limit)
 
 
 def healthy(api_url: str) -> bool:
@@ -98,8 +101,10 @@ def start_local_server(host: str, port: int) -> LocalServer:
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", host,
                "--port", str(port)]
     with log.open("ab") as sink:
+        # Its own session: Ctrl-C reaches serve, which pauses the schedules and then stops it.
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PREFECT_API_URL": url})
+                                   env={**os.environ, "PREFECT_API_URL": url},
+                                   start_new_session=True)
     server = LocalServer(url, process)
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while not healthy(url):

@@ -269,3 +269,33 @@ def test_a_build_fans_out_over_a_dask_cluster(server, tmp_path, tiny_sd):
             if a["stage"] == "images"} == {"diffusers"}
     for lang in ("en", "vi"):
         assert float(ffprobe(out / "guards" / lang / "video.mp4")["format"]["duration"]) > 20
+
+
+def test_serve_without_a_server_starts_one_with_the_deployments_and_stops_it(tmp_path):
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    serving = subprocess.Popen([SOPREEL, "serve", "--port", str(port)], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+
+    def served() -> list[str]:
+        try:
+            found = httpx.post(f"{url}/deployments/filter", json={}, timeout=2).json()
+        except httpx.HTTPError:
+            return []
+        return sorted(deployment["name"] for deployment in found)
+
+    try:
+        assert wait_for(lambda: len(served()) == 4 and served(), 180, "the deployments") == \
+            ["build", "dub", "nightly", "review"]
+    finally:
+        os.killpg(serving.pid, signal.SIGINT)
+        output = serving.communicate(timeout=60)[0].decode(errors="replace")
+    assert f"Prefect UI: http://127.0.0.1:{port}" in output
+    assert "temporary server" not in output
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/health", timeout=2)
