@@ -162,11 +162,11 @@ def _retry_if_transient(stage: str) -> Callable[..., bool]:
         except Exception as exc:
             if not out_of_memory(exc):
                 return False
-            changed = runners.BACKENDS.lighten(stage)
-            if changed:
+            lighter = runners.BACKENDS.lighten(stage)
+            if lighter:
                 get_run_logger().warning("%s ran out of GPU memory; retrying with %s.", stage,
-                                         "; ".join(changed))
-            return bool(changed)
+                                         lighter)
+            return lighter is not None
         return False
     return retry
 

@@ -144,28 +144,25 @@ class LoadedBackends:
         self._used.__dict__[registry.stage] = (key, backend)
         return backend  # type: ignore[return-value]
 
-    def lighten(self, stage: str) -> list[str]:
+    def lighten(self, stage: str) -> str | None:
         """After this thread's task of `stage` ran out of accelerator memory: free the model
         it used, and have every later `get` load it with lighter settings. Says what the
-        retry will use; nothing when there is nothing lighter (no retry).
+        retry will use; None when there is nothing lighter (no retry).
 
         Tasks failing together lighten once: a task whose model was already replaced by a
         lighter one is retried with that."""
         key, failed = self._used.__dict__.get(stage, (None, None))
         if failed is None:
-            return []
+            return None
         with self._lock:
-            if self._loaded.get(key) is not failed:
-                current = self._lighter.get(key)
-                return [_placement(failed, current)] if current not in (None, failed.options) \
-                    else []
-            self._loaded.pop(key)
-            failed.close()
-            lighter = failed.lighter()
-            if lighter is None:
-                return []
-            self._lighter[key] = lighter.options
-            return [_placement(failed, lighter.options)]
+            if self._loaded.get(key) is failed:
+                self._loaded.pop(key)
+                failed.close()
+                lighter = failed.lighter()
+                if lighter is not None:
+                    self._lighter[key] = lighter.options
+            current = self._lighter.get(key)
+        return _placement(failed, current) if current not in (None, failed.options) else None
 
     def release(self, stage: str) -> None:
         """Free the stage's models; the next build starts again from the profile's settings."""
