@@ -4,7 +4,7 @@ A profile's `model` is a Hugging Face id, a local folder in diffusers/transforme
 one checkpoint file (`.safetensors`, as A1111 and ComfyUI keep them). `locate` tells which,
 without loading anything, and `fingerprint` says which exact weights those are: the commit for
 a Hub id, the sha256 of a file, the sha256 of every file in a folder. Licences of well-known
-weights are data (`templates/model_licenses.yaml`).
+weights are data (`stages.licenses`).
 
 A backend holds its model in a `ModelSlot`: found and pinned when the backend loads, which
 reads no weights; read from disk only when the first asset that is not cached needs it; given
@@ -18,21 +18,20 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from stages.assets import file_sha256
 from stages.devices import free_memory, pick_device
-from stages.errors import DataFileError, SopreelError
-from stages.paths import TEMPLATES
+from stages.errors import SopreelError
+from stages.licenses import license_of
 from stages.registry import BackendOptions
-from stages.yamlfile import load_yaml, problems_from
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+SHA256 = r"^[0-9a-f]{64}$"
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,15 @@ def fingerprint(source: ModelSource, revision: str | None = None) -> dict[str, o
     return {"revision": revision or "main"}
 
 
+def check_pinned(weights: dict[str, object], expected: str | None, model: str,
+                 what: str = "model") -> None:
+    """Refuse weights whose sha256 is not the one the profile pinned."""
+    if expected and weights.get("sha256") != expected:
+        raise SopreelError(f"The {what} '{model}' is not the pinned one: its sha256 is "
+                           f"{weights.get('sha256')}, the profile's `sha256` is {expected}. "
+                           "Nothing was loaded; restore the pinned weights, or pin these.")
+
+
 def cached_commit(repo_id: str, revision: str | None, probe: str) -> str | None:
     """The commit of a Hub repo as the local Hugging Face cache holds it (no network)."""
     from huggingface_hub import try_to_load_from_cache
@@ -92,36 +100,6 @@ def cached_commit(repo_id: str, revision: str | None, probe: str) -> str | None:
     if isinstance(found, str) and "/snapshots/" in found:
         return found.split("/snapshots/")[1].split("/")[0]
     return None
-
-
-class ModelLicense(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str
-    license: str
-    commercial: bool
-
-
-@cache
-def known_licenses() -> dict[str, ModelLicense]:
-    path = TEMPLATES / "model_licenses.yaml"
-    located = load_yaml(path, DataFileError)
-    table = {}
-    for index, entry in enumerate(located.data or []):
-        try:
-            known = ModelLicense.model_validate(entry)
-        except ValidationError as exc:
-            raise DataFileError(path, problems_from(exc, ModelLicense, located, (index,))) from None
-        table[known.model.lower()] = known
-    return table
-
-
-def license_of(model: str, given: str | None = None) -> str:
-    """The profile's `license`, else the known licence of a Hub id, else a request to say."""
-    if given:
-        return given
-    known = known_licenses().get(model.lower())
-    return known.license if known else "unknown: set `license` in the profile"
 
 
 class ModelOptions(BackendOptions):
@@ -133,6 +111,8 @@ class ModelOptions(BackendOptions):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     allow_pickle: bool = Field(False, description="load .ckpt/.bin weights (pickle can run code)")
     license: str | None = Field(None, description="of the weights, when not a well-known id")
+    sha256: str | None = Field(None, pattern=SHA256, description=(
+        "pin a local file or folder: its sha256 as the manifest records it (weights.sha256)"))
 
 
 def quiet_transformers() -> None:
@@ -166,9 +146,11 @@ class ModelSlot:
         return license_of(self.options.model, self.options.license)
 
     def pin(self, files: bool = False) -> ModelSource:
-        """Find the model and fingerprint which exact weights it is; no weights are read."""
+        """Find the model and fingerprint which exact weights it is; no weights are read.
+        A profile's `sha256` must match, or nothing is loaded."""
         source = self.find(files)
         self.source, self.weights = source, fingerprint(source, self.options.revision)
+        check_pinned(self.weights, self.options.sha256, self.options.model, self.what)
         return source
 
     def find(self, files: bool = False) -> ModelSource:
@@ -176,6 +158,10 @@ class ModelSlot:
         allowed only where `files` says, and pickle weights only where the profile allows."""
         source = locate(self.options.model, self.what)
         refuse_pickle(source, self.options.allow_pickle, self.what)
+        if self.options.sha256 and source.kind == "hub":
+            raise SopreelError(f"`sha256` pins local files and folders; pin the Hub model "
+                               f"'{self.options.model}' with `revision:` set to a commit (its "
+                               "files are pinned by sha256 in that commit).")
         if source.kind == "folder" and not (source.path / self.marker).is_file():
             hint = " For a single checkpoint, give the .safetensors file itself." if files else ""
             raise SopreelError(f"{source.location} is not a {self.layout} folder (it has no "
@@ -250,6 +236,7 @@ class ModelBackend:
 
     _slot: ModelSlot
     loads_model = True
+    source_type = "trainedAlgorithmicMedia"
 
     def preflight(self) -> None:
         self._slot.find()

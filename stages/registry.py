@@ -33,7 +33,8 @@ class Backend:
     `placement_options` say where the model runs (offloading), not what it makes. Both stay
     out of the identity, so changing them reuses every piece already made.
     `loads_model` marks a backend that holds model weights in memory: its stage takes the GPU
-    lock, and on Dask asks for a worker with a GPU.
+    lock, and on Dask asks for a worker with a GPU. `source_type` is the IPTC digital source
+    type of what it makes (the manifest and the Content Credentials record it).
     """
 
     name: ClassVar[str] = ""
@@ -43,6 +44,9 @@ class Backend:
     assembly_options: ClassVar[tuple[str, ...]] = ()
     placement_options: ClassVar[tuple[str, ...]] = ()
     loads_model: ClassVar[bool] = False
+    # IPTC digital source type of what it makes: drawn by an algorithm, unless a model trained
+    # on sampled content made it ("trainedAlgorithmicMedia").
+    source_type: ClassVar[str] = "algorithmicMedia"
 
     def __init__(self, options: BackendOptions):
         self.options = options
@@ -60,6 +64,11 @@ class Backend:
     @property
     def model(self) -> str | None:
         return getattr(self.options, "model", None)
+
+    def weights(self, languages: list[str]) -> list[tuple[str, str]]:
+        """(model, licence) of the weights this backend would use for these languages; empty
+        for a backend that uses none (its `license` is then the program's)."""
+        return [(self.model, self.license)] if self.model and self.license else []
 
     def lighter(self) -> Backend | None:
         """The same backend set to need less accelerator memory (more offloading), for a retry

@@ -67,6 +67,7 @@ class ServerBackend(ImageBackend):
 
     server = "image server"
     version = 1
+    source_type = "trainedAlgorithmicMedia"   # a Stable Diffusion checkpoint on the server
 
     def __init__(self, options: ServerOptions):
         super().__init__(options)
@@ -76,6 +77,9 @@ class ServerBackend(ImageBackend):
     @property
     def license(self) -> str:  # type: ignore[override]
         return self.options.license or "of the server's checkpoint: set `license` in the profile"
+
+    def weights(self, languages: list[str]) -> list[tuple[str, str]]:
+        return [(self.options.checkpoint or f"the {self.server}'s checkpoint", self.license)]
 
     @property
     def model(self) -> str | None:

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from stages.assets import file_sha256
 from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError
-from stages.models import ModelSource, fingerprint
+from stages.licenses import UNKNOWN, license_of
+from stages.models import SHA256, ModelSource, check_pinned, fingerprint
 from stages.narrate import (
     NarrateBackend,
     NarrateOptions,
@@ -42,7 +43,7 @@ from stages.narrate.speech import speakable
 # XTTS-v2's languages (its config.json); used before the weights are on this machine.
 XTTS_V2_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar",
                      "zh-cn", "hu", "ko", "ja", "hi")
-XTTS_LICENSE = "CPML (Coqui Public Model License, non-commercial)"
+XTTS_LICENSE = "Coqui Public Model License 1.0.0"   # non-commercial
 
 
 class LanguageRoute(BaseModel):
@@ -62,6 +63,8 @@ class CoquiOptions(NarrateOptions):
         "least cosine similarity between the consent and reference recordings' speaker "
         "embeddings for a clone to be made"))
     license: str | None = Field(None, description="the main model's licence, if not XTTS-v2")
+    sha256: str | None = Field(None, pattern=SHA256, description=(
+        "pin a local model folder: its sha256 as the manifest records it"))
     seed: int = 1234
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -82,6 +85,7 @@ class CoquiBackend(NarrateBackend):
     version = 1
     Options = CoquiOptions
     loads_model = True
+    source_type = "trainedAlgorithmicMedia"
 
     def __init__(self, options: CoquiOptions):
         super().__init__(options)
@@ -97,7 +101,15 @@ class CoquiBackend(NarrateBackend):
         options: CoquiOptions = self.options  # type: ignore[assignment]
         if options.license:
             return options.license
-        return XTTS_LICENSE if _is_xtts(options.model) else "see the model card"
+        known = license_of(options.model)
+        return XTTS_LICENSE if known == UNKNOWN and _is_xtts(options.model) else known
+
+    def weights(self, languages: list[str]) -> list[tuple[str, str]]:
+        options: CoquiOptions = self.options  # type: ignore[assignment]
+        routes = options.languages
+        return list(dict.fromkeys(
+            (routes[lang].model, routes[lang].license or license_of(routes[lang].model))
+            if lang in routes else (options.model, self.license) for lang in languages))
 
     # ---------------------------------------------------------------- planning (no weights)
 
@@ -110,7 +122,7 @@ class CoquiBackend(NarrateBackend):
                     "the enrolled voice is not cloned in this language" if clone
                     else f"stock voice of {chosen}")
             return Route(chosen, None, False, note,
-                         options.languages[language].license or "see the model card")
+                         options.languages[language].license or license_of(chosen))
         spoken = _model_languages(options.model)
         code = _xtts_code(language)
         if code not in spoken:
@@ -214,14 +226,31 @@ class CoquiBackend(NarrateBackend):
 
     def _model(self, model: str) -> Any:
         if model not in self._models:
-            self._models[model] = _load(model, self.options.device)  # type: ignore[attr-defined]
+            options: CoquiOptions = self.options  # type: ignore[assignment]
+            folder = Path(model).expanduser()
+            if model == options.model and options.sha256:
+                if not folder.is_dir():
+                    raise SopreelError("`sha256` pins a local coqui model folder; "
+                                       f"'{model}' is a model name.")
+                check_pinned(fingerprint(ModelSource("folder", str(folder))), options.sha256,
+                             model, "narration model")
+            self._models[model] = _load(model, options.device)
         return self._models[model]
 
 
 def _load(model: str, device: str) -> Any:
-    """A coqui model by name (downloaded to coqui's cache) or from a local folder."""
+    """A coqui model by name (downloaded to coqui's cache) or from a local folder.
+
+    coqui checkpoints are pickles (model.pth); coqui-tts 0.28 reads them with
+    `torch.load(weights_only=True)`, whose unpickler rebuilds tensors and plain containers
+    only and runs no code. That is checked here rather than assumed."""
+    from trainer import io as trainer_io
     from transformers.utils import logging as transformers_logging
     from TTS.api import TTS
+
+    if not getattr(trainer_io, "_WEIGHTS_ONLY", False):
+        raise SopreelError("This coqui-tts would load model.pth with a full unpickler, which "
+                           "can run code; install torch >= 2.4 (weights_only loading).")
 
     transformers_logging.set_verbosity_error()   # XTTS's GPT config warnings mean nothing here
     folder = Path(model).expanduser()
