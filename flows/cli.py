@@ -47,6 +47,19 @@ def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _output_folder(out: str) -> str:
+    """The output folder, made now: one that cannot be made or written fails before any work."""
+    folder = Path(out).absolute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SopreelError(f"--out {out}: cannot be used as the output folder "
+                           f"({exc.strerror}).") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SopreelError(f"--out {out}: the output folder is not writable.")
+    return str(folder)
+
+
 def _split_langs(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
@@ -62,7 +75,9 @@ VOICES_DIR = click.option("--voices-dir", default=None, type=click.Path(file_oka
                           help="Folder of enrolled voices (default: $SOPREEL_VOICES_DIR, else "
                                "the project's voices/).")
 USE = click.option("--use", default="training", show_default=True,
-                   help="What the video is for; a cloned voice's consent must cover this use.")
+                   help="What the video is for; a cloned voice's consent must cover this use. "
+                        "Add 'commercial' (--use training,commercial, or just --use "
+                        "commercial) to refuse models whose licence forbids commercial use.")
 ALLOW_UNREVIEWED = click.option(
     "--allow-unreviewed", is_flag=True,
     help="Build machine translations nobody has approved yet (a preview; the manifest says so).")
@@ -133,9 +148,10 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
     languages = _split_langs(langs)
     _check(script, profile, languages, voices_dir, use, allow_unreviewed)   # fail fast
     voices = str(Path(voices_dir).absolute()) if voices_dir else None
+    folder = _output_folder(out)
     result = _run_with_progress(lambda: _build_flow()(
         script=str(script.absolute()), profile=profile, languages=languages,
-        out=str(Path(out).absolute()), voices_dir=voices, use=use,
+        out=folder, voices_dir=voices, use=use,
         allow_unreviewed=allow_unreviewed), verbose)
     for lang, video in result["outputs"].items():
         click.echo(f"{lang}: {video}")
@@ -169,11 +185,12 @@ def dub(scripts: tuple[Path, ...], langs: str, profile: str, out: str, voices_di
     if problems:
         raise SopreelError("\n".join(["Nothing was dubbed:", *problems]))
     voices = str(Path(voices_dir).absolute()) if voices_dir else None
+    folder = _output_folder(out)
 
     def work() -> dict[str, Any]:
         from flows.build import dub_batch
         return dub_batch(scripts=[str(s.absolute()) for s in scripts], languages=languages,
-                         profile=profile, out=str(Path(out).absolute()), voices_dir=voices,
+                         profile=profile, out=folder, voices_dir=voices,
                          use=use, allow_unreviewed=allow_unreviewed)
 
     for script_id, result in _run_with_progress(work, verbose).items():
@@ -320,6 +337,29 @@ class _bar:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+
+@main.command()
+@click.argument("video", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--trust", "anchors", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PEM file of CA certificates to trust (repeatable; default: the files in "
+                   "$SOPREEL_C2PA_TRUST, separated by ':').")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@_clean_errors
+def verify(video: Path, anchors: tuple[Path, ...], as_json: bool) -> None:
+    """Check a video's Content Credentials (C2PA): whether the signature and content hash
+    hold, who signed it, whether the signer is trusted, and what it claims.
+
+    Exits 0 when the credentials are valid, 1 when they are invalid or missing."""
+    from stages import provenance
+
+    if not video.is_file():
+        raise SopreelError(f"{video}: no such file.")
+    trusted = list(anchors) or [Path(p) for p in
+                                os.environ.get(provenance.ENV_TRUST, "").split(":") if p]
+    found = provenance.verify(video, trusted)
+    click.echo(provenance.as_json(found) if as_json else "\n".join(provenance.report(found)))
+    sys.exit(0 if found.valid else 1)
 
 
 @main.group()

@@ -1,7 +1,14 @@
 """Thin, safe wrappers around ffmpeg, ffprobe and WAV files.
 
 Every program is run with an argument list (never a shell), and a failure becomes a
-`MediaError` carrying the end of the program's own message.
+`MediaError` carrying the end of the program's own message. Files reach ffmpeg as `file:`
+URLs of absolute paths, so no name (`-x.wav`, `concat:a|b`, `http:...`) is read as an option
+or a protocol.
+
+Supplied media (photos, music, voice recordings) pass `check_supplied` before anything
+decodes them: ffprobe, allowed only the file protocol and the demuxers of the expected kind,
+must find an allowed container and codec, within the size, dimensions and duration limits.
+A playlist or a concat list posing as an .mp3 is refused unread.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import shutil
 import subprocess
 import wave
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -41,17 +49,30 @@ def run(args: list[str], *, what: str, stdin: bytes | None = None,
     except subprocess.TimeoutExpired:
         raise MediaError(f"{what}: {args[0]} did not finish within {timeout:.0f} s") from None
     if done.returncode != 0:
+        if DISK_FULL.encode() in done.stderr:
+            raise MediaError(f"{what}: the disk is full ({DISK_FULL}); free some space and "
+                             "build again: finished assets are reused.")
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-6:]
         raise MediaError(f"{what}: {args[0]} failed (exit {done.returncode}): " + " | ".join(tail))
     return done
 
 
+def media_input(path: Path) -> str:
+    """A file as ffmpeg should be given it: never an option, never another protocol."""
+    return f"file:{Path(path).absolute()}"
+
+
+DISK_FULL = "No space left on device"
+
+
 def run_ffmpeg(args: list[str], *, what: str, duration_s: float | None = None,
-               on_progress: Callable[[float], None] | None = None) -> None:
+               on_progress: Callable[[float], None] | None = None,
+               cwd: Path | None = None) -> None:
     """Run ffmpeg, reporting the fraction done (0..1) from its `-progress` stream."""
     command = [program("ffmpeg"), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
                "-progress", "pipe:1", "-nostats", *args]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          cwd=cwd) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         try:
             for raw in proc.stdout:
@@ -67,17 +88,21 @@ def run_ffmpeg(args: list[str], *, what: str, duration_s: float | None = None,
         code = proc.wait()
     if code != 0:
         tail = " | ".join(errors.strip().splitlines()[-6:])
-        if "No space left on device" in errors:
-            raise MediaError(f"{what}: the disk is full (No space left on device)")
+        if DISK_FULL in errors:
+            raise MediaError(f"{what}: the disk is full ({DISK_FULL}); free some space and "
+                             "build again: finished assets are reused.")
         raise MediaError(f"{what}: ffmpeg failed (exit {code}): {tail}")
     if on_progress:
         on_progress(1.0)
 
 
-def probe(path: Path) -> dict:
-    """ffprobe's JSON description of a media file (format and streams)."""
-    done = run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                "-show_streams", str(path)], what=f"reading {path.name}", timeout=60)
+def probe(path: Path, formats: tuple[str, ...] | None = None) -> dict:
+    """ffprobe's JSON description of a media file (format and streams); with `formats`, only
+    those demuxers may open it, and only from the file protocol."""
+    limits = ["-protocol_whitelist", "file", "-format_whitelist", ",".join(formats)] \
+        if formats else []
+    done = run(["ffprobe", "-v", "error", *limits, "-print_format", "json", "-show_format",
+                "-show_streams", media_input(path)], what=f"reading {path.name}", timeout=60)
     return json.loads(done.stdout)
 
 
@@ -85,23 +110,101 @@ def duration(path: Path) -> float:
     return float(probe(path)["format"]["duration"])
 
 
+@dataclass(frozen=True)
+class MediaRules:
+    """What a kind of supplied file may be: containers (ffprobe demuxer names), codecs, and
+    limits. Anything else is refused before it is decoded."""
+
+    kind: str                       # "photo", "music", "recording"
+    expected: str                   # for messages: "a JPEG, PNG or WEBP photo"
+    formats: tuple[str, ...]
+    codecs: frozenset[str]
+    max_bytes: int
+    max_seconds: float = 0.0        # audio: longest allowed
+    min_seconds: float = 0.0
+    max_side: int = 0               # photos: longest side in pixels
+    max_pixels: int = 0
+
+
+AUDIO_CODECS = frozenset({"pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_u8", "mp3",
+                          "vorbis", "opus", "flac", "aac", "alac"})
+AUDIO_FORMATS = ("wav", "mp3", "ogg", "flac", "mov", "aac")
+PHOTO = MediaRules("photo", "a JPEG, PNG or WEBP photo",
+                   ("image2", "png_pipe", "jpeg_pipe", "webp_pipe"),
+                   frozenset({"mjpeg", "png", "webp"}), max_bytes=50 << 20, max_side=16384,
+                   max_pixels=50_000_000)
+MUSIC = MediaRules("music", "a WAV, MP3, OGG, FLAC or M4A audio file", AUDIO_FORMATS,
+                   AUDIO_CODECS, max_bytes=500 << 20, max_seconds=3 * 3600, min_seconds=1.0)
+RECORDING = MediaRules("recording", "a WAV, MP3, OGG, FLAC or M4A recording", AUDIO_FORMATS,
+                       AUDIO_CODECS, max_bytes=200 << 20, max_seconds=3600)
+
+
+def check_supplied(path: Path, rules: MediaRules) -> str | None:
+    """Why a supplied file may not be used as `rules.kind`, or None; nothing is decoded."""
+    name = path.name
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"{name} cannot be read: {exc.strerror}"
+    if size > rules.max_bytes:
+        return f"{name} is {size / 1e6:.0f} MB; the limit for {rules.kind} is " \
+               f"{rules.max_bytes / 1e6:.0f} MB"
+    try:
+        info = probe(path, rules.formats)
+    except MediaError:
+        return f"{name} is not {rules.expected} (ffprobe could not open it as one)"
+    streams = info.get("streams", [])
+    if rules.kind == "photo":
+        return _photo_problem(name, streams, rules)
+    return _audio_problem(name, info, streams, rules)
+
+
+def _photo_problem(name: str, streams: list[dict], rules: MediaRules) -> str | None:
+    pictures = [s for s in streams if s.get("codec_type") == "video"]
+    if len(pictures) != 1 or pictures[0].get("codec_name") not in rules.codecs:
+        found = ", ".join(str(s.get("codec_name")) for s in streams) or "no picture"
+        return f"{name} is not {rules.expected} (it holds {found})"
+    width, height = int(pictures[0].get("width") or 0), int(pictures[0].get("height") or 0)
+    if not width or not height:
+        return f"{name} is not {rules.expected} (no picture could be read from it)"
+    if max(width, height) > rules.max_side or width * height > rules.max_pixels:
+        return (f"{name} is {width}x{height} pixels; the limit is {rules.max_side} pixels a "
+                f"side and {rules.max_pixels // 1_000_000} megapixels")
+    if min(width, height) < 16:
+        return f"{name} is only {width}x{height} pixels"
+    return None
+
+
+def _audio_problem(name: str, info: dict, streams: list[dict],
+                   rules: MediaRules) -> str | None:
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    # Cover art (an attached picture) is the only other stream an audio file may carry.
+    others = [s for s in streams if s.get("codec_type") != "audio"
+              and not s.get("disposition", {}).get("attached_pic")]
+    if not audio:
+        return f"{name} has no audio stream"
+    if others or len(audio) > 1:
+        return f"{name} must hold one audio stream and nothing else (it holds " \
+               f"{len(audio)} audio and {len(others)} other streams)"
+    if audio[0].get("codec_name") not in rules.codecs:
+        return f"{name} is {audio[0].get('codec_name')} audio; expected {rules.expected}"
+    seconds = float(info.get("format", {}).get("duration") or 0)
+    if seconds < rules.min_seconds:
+        return f"{name} is shorter than {rules.min_seconds:g} second(s)"
+    if seconds > rules.max_seconds:
+        return f"{name} lasts {seconds / 60:.0f} minutes; the limit for {rules.kind} is " \
+               f"{rules.max_seconds / 60:.0f} minutes"
+    return None
+
+
 def audio_problem(path: Path) -> str | None:
     """Why a supplied audio file cannot be used as music, or None."""
-    try:
-        info = probe(path)
-    except MediaError:
-        return f"{path.name} is not an audio file ffmpeg can read"
-    streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
-    if not streams:
-        return f"{path.name} has no audio stream"
-    if float(info.get("format", {}).get("duration") or 0) < 1.0:
-        return f"{path.name} is shorter than one second"
-    return None
+    return check_supplied(path, MUSIC)
 
 
 def loudness(path: Path) -> dict[str, float]:
     """EBU R128 integrated loudness (LUFS), loudness range (LU) and true peak (dBTP)."""
-    done = run(["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-vn",
+    done = run(["ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-i", media_input(path), "-vn",
                 "-af", "ebur128=peak=true", "-f", "null", "-"], what=f"measuring {path.name}")
     summary = done.stderr.decode("utf-8", "replace").rpartition("Summary:")[2]
     found = {name: re.search(rf"{label}:\s+(-?[\d.]+|-inf)", summary)

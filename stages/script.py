@@ -489,7 +489,13 @@ def _looks_like_path(value: str) -> bool:
 
 
 def image_problem(path: Path) -> str | None:
-    """Why a supplied photo cannot be used, or None. Reads the header only, not the pixels."""
+    """Why a supplied photo cannot be used, or None: ffprobe's allowlist first (container,
+    codec, size, dimensions), then Pillow's header check; no pixels are decoded."""
+    from stages.media import PHOTO, check_supplied
+
+    problem = check_supplied(path, PHOTO)
+    if problem:
+        return problem
     try:
         with Image.open(path) as image:
             if image.format not in IMAGE_FORMATS:

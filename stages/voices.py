@@ -347,8 +347,13 @@ def _audio_seconds(path: Path, option: str, problems: list[str],
         problems.append(f"{option} {path}: file not found")
         return None
     low, high = bounds
+    problem = media.check_supplied(path, media.RECORDING)
+    if problem:
+        problems.append(f"{option} {path}: {problem}")
+        return None
     try:
-        claimed = float(media.probe(path).get("format", {}).get("duration") or 0)
+        claimed = float(media.probe(path, media.RECORDING.formats)
+                        .get("format", {}).get("duration") or 0)
         if claimed > high + 1:   # refuse an hour-long file without decoding it
             problems.append(f"{option} {path}: expected a recording of {_span(low)} to "
                             f"{_span(high)}, got {claimed:.0f} s")
@@ -373,16 +378,18 @@ def _span(seconds: float) -> str:
 
 
 def _decode(path: Path) -> np.ndarray:
-    done = media.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-                      "-vn", "-ac", "1", "-ar", str(media.SAMPLE_RATE), "-f", "f32le", "-"],
+    done = media.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error",
+                      "-i", media.media_input(path), "-vn", "-ac", "1",
+                      "-ar", str(media.SAMPLE_RATE), "-f", "f32le", "-"],
                      what=f"reading {path.name}", timeout=300)
     return np.frombuffer(done.stdout, dtype=np.float32)
 
 
 def _copy_recording(source: Path, target: Path, seconds: float) -> Recording:
     """The recording as mono 16-bit WAV at its own sample rate, pinned by sha256."""
-    media.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", str(source), "-vn",
-               "-ac", "1", "-c:a", "pcm_s16le", "-map_metadata", "-1", "-fflags", "+bitexact",
+    media.run(["ffmpeg", "-hide_banner", "-nostdin", "-v", "error",
+               "-i", media.media_input(source), "-vn", "-ac", "1", "-c:a", "pcm_s16le",
+               "-map_metadata", "-1", "-fflags", "+bitexact",
                "-flags:a", "+bitexact", str(target)], what=f"copying {source.name}", timeout=300)
     return Recording(file=target.name, sha256=file_sha256(target), seconds=round(seconds, 2),
                      source_sha256=file_sha256(source))

@@ -62,6 +62,13 @@ def format_loc(loc: Loc) -> str:
 def read_text(path: Path, error: type[InputFileError]) -> str:
     """Read a user file as UTF-8 text, refusing oversized and non-UTF-8 files with a location."""
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            # a named pipe or a device (/dev/zero) would block or never end
+            raise error(path, [Problem(None, "", "is not a regular file")])
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_FILE_BYTES:
+            raise error(path, [Problem(None, "", f"is {size:,} bytes; the limit is "
+                                                 f"{MAX_FILE_BYTES:,} bytes")])
         raw = path.read_bytes()
     except FileNotFoundError:
         raise error(path, [Problem(None, "", "file not found")]) from None
@@ -84,7 +91,12 @@ def read_text(path: Path, error: type[InputFileError]) -> str:
 def load_yaml(path: Path, error: type[InputFileError]) -> LocatedYaml:
     """Parse a YAML file into plain data with line numbers, or raise `error` with locations."""
     text = read_text(path, error)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:   # a character YAML does not allow (NUL, ESC...)
+        line = text[: exc.position].count("\n") + 1
+        raise error(path, [Problem(line, "", f"contains the character U+{exc.character:04X}, "
+                                             "which YAML does not allow; remove it")]) from None
     try:
         _refuse_aliases(text, path, error)
         root = loader.get_single_node()
@@ -95,6 +107,8 @@ def load_yaml(path: Path, error: type[InputFileError]) -> LocatedYaml:
         raise error(path, [Problem(line, "", f"is not valid YAML: {reason}")]) from None
     except yaml.YAMLError as exc:
         raise error(path, [Problem(None, "", f"is not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise error(path, [_too_deep()]) from None
     finally:
         loader.dispose()
     located = LocatedYaml(path=path, data=None)
@@ -102,8 +116,16 @@ def load_yaml(path: Path, error: type[InputFileError]) -> LocatedYaml:
         located.data = None
         return located
     builder = _Builder(loader, located, error)
-    located.data = builder.build(root, ())
+    try:
+        located.data = builder.build(root, ())
+    except RecursionError:
+        raise error(path, [_too_deep()]) from None
     return located
+
+
+def _too_deep() -> Problem:
+    return Problem(None, "", "is nested too deeply (lists or mappings inside each other "
+                             "hundreds of levels down); a script is a few levels deep")
 
 
 def _refuse_aliases(text: str, path: Path, error: type[InputFileError]) -> None:
@@ -169,12 +191,38 @@ def problems_from(exc: ValidationError, model: type[BaseModel], located: Located
                   prefix: Loc = ()) -> list[Problem]:
     """Translate pydantic errors into user-facing problems (file line, field path, expectation)."""
     problems = []
+    data = _at(located.data, prefix)
     for err in exc.errors(include_url=False):
-        relative = tuple(part for part in err["loc"] if not _is_union_tag(part))
+        relative = _user_loc(err["loc"], data)
         loc = (*prefix, *relative)
         problems.append(Problem(located.line(loc), format_loc(loc),
                                 _message(err, model, relative)))
     return problems
+
+
+def _at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _user_loc(loc: tuple, data: Any) -> Loc:
+    """pydantic's error location without the member names it adds for unions; a part that is
+    a key of the user's own data is kept whatever it looks like (a key may be named '[')."""
+    kept: list[str | int] = []
+    for part in loc:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if in_dict or in_list:
+            kept.append(part)
+            data = data[part]
+        elif not _is_union_tag(part):
+            kept.append(part)
+            data = None
+    return tuple(kept)
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -185,7 +233,7 @@ def _is_union_tag(part: Any) -> bool:
 
 def _message(err: dict[str, Any], model: type[BaseModel], loc: Loc) -> str:
     kind, value = err["type"], err.get("input")
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and loc:
         known = _known_keys(model, loc[:-1])
         close = get_close_matches(str(loc[-1]), known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

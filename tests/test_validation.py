@@ -89,7 +89,8 @@ def test_missing_photo(tmp_path):
 def test_photo_that_is_not_an_image(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "fake.jpg").write_text("not a jpeg")
-    assert "not an image" in refuse_scene(tmp_path, 0, image="photos/fake.jpg")
+    assert "fake.jpg is not a JPEG, PNG or WEBP photo" in \
+        refuse_scene(tmp_path, 0, image="photos/fake.jpg")
 
 
 @pytest.mark.parametrize("path", ["../outside.png", "/etc/passwd", "photos/../../outside.png"])

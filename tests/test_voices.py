@@ -90,7 +90,7 @@ def test_enrolment_refuses_unusable_audio(tmp_path, recordings):
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=d=5",
                     str(silent)], check=True)
     for reference, expected in [
-            (not_audio, "expected an audio recording ffmpeg can read"),
+            (not_audio, f"{not_audio.name} is not a WAV, MP3, OGG, FLAC or M4A recording"),
             (short, "expected a recording of 3 s to 5 minutes, got"),
             (long, "expected a recording of 3 s to 5 minutes, got 301"),
             (silent, "the recording is silent")]:

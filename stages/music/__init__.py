@@ -19,7 +19,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.errors import MediaError
-from stages.media import SAMPLE_RATE, duration, loudness, read_wav, run_ffmpeg, write_wav
+from stages.media import (
+    MUSIC,
+    SAMPLE_RATE,
+    duration,
+    loudness,
+    media_input,
+    read_wav,
+    run_ffmpeg,
+    write_wav,
+)
 from stages.music.bed import Piece, assemble
 from stages.registry import Backend, BackendOptions, Registry
 
@@ -77,7 +86,8 @@ class MusicBackend(Backend):
 
 def prepare_file(source: Path, out: Path) -> dict[str, Any]:
     """A supplied music file, decoded once to 48 kHz stereo WAV."""
-    run_ffmpeg(["-i", str(source), "-vn", "-ac", "2", "-ar", str(SAMPLE_RATE),
+    run_ffmpeg(["-protocol_whitelist", "file", "-format_whitelist", ",".join(MUSIC.formats),
+                "-i", media_input(source), "-vn", "-ac", "2", "-ar", str(SAMPLE_RATE),
                 "-c:a", "pcm_s16le", "-f", "wav", str(out)], what=f"reading music {source.name}")
     return {"source": source.name, "seconds": round(duration(out), 3)}
 
