@@ -85,27 +85,38 @@ def animate_task(plan: BuildPlan, scene: ScenePlan, image: Asset,
     return asset
 
 
-@task(name="narrate", cache_policy=NO_CACHE, task_run_name="narrate-{scene.id}-{language}")
-def narrate_task(plan: BuildPlan, scene: ScenePlan, language: str) -> Asset:
+def _narration_name() -> str:
+    from prefect.runtime import task_run
+
+    scene, language = task_run.parameters["scene"], task_run.parameters["language"]
+    return f"narrate-{scene.id if scene else 'ai-notice'}-{language}"
+
+
+@task(name="narrate", cache_policy=NO_CACHE, task_run_name=_narration_name)
+def narrate_task(plan: BuildPlan, scene: ScenePlan | None, language: str) -> Asset:
+    """One scene's narration, or (no scene) the AI notice read aloud."""
     asset = make_narration(plan, scene, language, runners.BACKENDS)
     progress.PROGRESS.advance("narrate")
     return asset
 
 
 @task(name="music", cache_policy=NO_CACHE)
-def music_task(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> Asset | None:
+def music_task(plan: BuildPlan, narrations: dict[str, list[Asset]],
+               notices: dict[str, Asset | None]) -> Asset | None:
     advance_to = _advancer("music")
-    bed = make_music(plan, narrations, runners.BACKENDS, on_progress=advance_to)
+    bed = make_music(plan, narrations, runners.BACKENDS, on_progress=advance_to,
+                     notices=notices)
     advance_to(1.0)
     return bed
 
 
 @task(name="compose", cache_policy=NO_CACHE, task_run_name="compose-{language}")
-def compose_task(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],
-                 bed: Asset | None) -> ComposeResult:
+def compose_task(plan: BuildPlan, language: str, stills: list[Asset], clips: list[Asset],
+                 narrations: list[Asset], bed: Asset | None,
+                 notice: Asset | None) -> ComposeResult:
     key = f"compose {plan.loaded.script.id} {language}"   # a dub batch composes many scripts
     progress.PROGRESS.begin(key, f"compose {language}", 1.0)
-    result = make_video(plan, language, clips, narrations, bed,
+    result = make_video(plan, language, stills, clips, narrations, bed, notice,
                         on_progress=lambda done: progress.PROGRESS.fraction(key, done))
     progress.PROGRESS.fraction(key, 1.0)
     return result
@@ -241,10 +252,13 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
     voiced = [(i, lang, scene) for i, plan in enumerate(plans) for lang in plan.languages
               for scene in plan.scenes]
     cuts = [(i, lang) for i, plan in enumerate(plans) for lang in plan.languages]
+    notices = [(i, lang) for i, lang in cuts if plans[i].speaks_notice]   # the spoken AI notice
 
     stills = _stage(run, "images", image_task, [(plans[i], scene) for i, scene in scene_of])
-    spoken = _stage(run, "narrate", narrate_task,
-                    [(plans[i], scene, lang) for i, lang, scene in voiced])
+    said = _stage(run, "narrate", narrate_task,
+                  [(plans[i], scene, lang) for i, lang, scene in voiced]
+                  + [(plans[i], None, lang) for i, lang in notices])
+    spoken, notice_of = said[:len(voiced)], dict(zip(notices, said[len(voiced):], strict=True))
     # A clip covers the scene's longest narration, so narration comes first.
     heard = _grouped([(i, scene.id) for i, _, scene in voiced], spoken)
     clips = _stage(run, "animate", animate_task, [
@@ -253,12 +267,14 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
     narrations = _grouped([(i, lang) for i, lang, _ in voiced], spoken)
     # The bed lasts as long as the plan's longest video.
     beds = _stage(run, "music", music_task, [
-        (plan, {lang: narrations[(i, lang)] for lang in plan.languages})
+        (plan, {lang: narrations[(i, lang)] for lang in plan.languages},
+         {lang: notice_of.get((i, lang)) for lang in plan.languages})
         for i, plan in enumerate(plans)])
     stills_of = _grouped([i for i, _ in scene_of], stills)
     clips_of = _grouped([i for i, _ in scene_of], clips)
     videos = dict(zip(cuts, _stage(run, "compose", compose_task, [
-        (plans[i], lang, clips_of[i], narrations[(i, lang)], beds[i]) for i, lang in cuts]),
+        (plans[i], lang, stills_of[i], clips_of[i], narrations[(i, lang)], beds[i],
+         notice_of.get((i, lang))) for i, lang in cuts]),
         strict=True))
 
     logger = get_run_logger()
@@ -267,7 +283,8 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
         made = {lang: videos[(i, lang)] for lang in plan.languages}
         manifest = build_manifest(plan, stills_of[i], clips_of[i],
                                   {lang: narrations[(i, lang)] for lang in plan.languages},
-                                  beds[i], made)
+                                  beds[i], made,
+                                  {lang: notice_of.get((i, lang)) for lang in plan.languages})
         write_manifest(manifest, plan.out_dir / "manifest.json")
         publish_build(manifest, plan.out_dir, run.ops.outputs_link_base)
         script_id = plan.loaded.script.id

@@ -1,13 +1,15 @@
 """Stage `compose`: one language's finished video, subtitles and captions, in one encode.
 
-1. time the scenes and cut subtitle cues from the measured narration;
+1. time the scenes (after the AI notice card, when there is one) and cut subtitle cues from
+   the measured narration;
 2. lay the narration on a timeline and mix the music under it (cut to length, faded, ducked
    by sidechain compression keyed on the narration);
 3. measure the mix's loudness (EBU R128) and bring it to the target with one linear gain,
    a limiter guarding the true peak;
 4. build the video graph: every clip fitted to its scene (trim, slow down a little, then hold),
    cross-faded, with subtitles, captions and the title burned in by libass;
-5. encode H.264 + AAC once, `+faststart`, and move the video, SRT and VTT into place.
+5. encode H.264 + AAC once, `+faststart`, with the disclosure tags; `seal` (signing) is the
+   last touch before the video is moved into place with its SRT and VTT.
 
 Script text never reaches a filter argument: it is written into an ASS file in a private
 temporary folder whose name needs no escaping.
@@ -29,9 +31,9 @@ import numpy as np
 from stages.assets import atomic_path, write_text_atomic
 from stages.errors import MediaError
 from stages.languages import Language
-from stages.media import SAMPLE_RATE, loudness, read_wav, run_ffmpeg, write_wav
+from stages.media import SAMPLE_RATE, loudness, media_input, read_wav, run_ffmpeg, write_wav
 from stages.profile import ComposeOptions
-from stages.style import Style
+from stages.style import Style, rgb
 from stages.subtitles import Overlay, to_ass, to_srt, to_vtt
 from stages.text import wrap_lines
 from stages.timeline import (
@@ -49,13 +51,24 @@ TITLE_SECONDS = 3.5
 
 @dataclass(frozen=True)
 class SceneInput:
-    clip: Path
+    clip: Path | None             # None: a plain card in the style's background colour
     clip_seconds: float
     narration: Path
     narration_seconds: float
     sentences: list[SentenceTiming]
     caption: str | None = None
     clip_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """The AI notice the video opens with: a card showing `text` for at least `min_seconds`,
+    read aloud when there is a `narration`."""
+
+    text: str
+    narration: Path | None = None
+    narration_seconds: float = 0.0
+    min_seconds: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,18 @@ class ComposeJob:
     options: ComposeOptions
     music: Path | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    notice: Notice | None = None
+    label: str | None = None      # a corner label shown for the whole video
+
+    def slots(self) -> list[SceneInput]:
+        """What the timeline lays out: the notice card (no footage, no cues), then the scenes."""
+        if self.notice is None:
+            return self.scenes
+        spoken = notice_seconds(self.notice.narration_seconds, self.notice.min_seconds,
+                                self.options)
+        card = SceneInput(clip=None, clip_seconds=spoken, narration=self.notice.narration,
+                          narration_seconds=spoken, sentences=[])
+        return [card, *self.scenes]
 
 
 @dataclass(frozen=True)
@@ -79,18 +104,28 @@ class ComposeResult:
     loudness: dict[str, float]
     reading: dict[str, Any] = field(default_factory=dict)   # see `reading_report`
     cached: bool = False          # reused from an earlier build with identical inputs
+    marks: dict[str, Any] = field(default_factory=dict)     # disclosure and provenance facts
+
+
+def notice_seconds(spoken_s: float, min_seconds: float, options: ComposeOptions) -> float:
+    """The notice card's narration slot: as long as the spoken notice, and long enough that
+    the card (lead-in, notice, pause) stays up for `min_seconds`."""
+    return max(spoken_s, min_seconds - options.lead_s - options.pause_s)
 
 
 def compose(job: ComposeJob, out_dir: Path,
-            on_progress: Callable[[float], None] | None = None) -> ComposeResult:
-    """Write `video.mp4`, `subtitles.srt` and `subtitles.vtt` for one language into `out_dir`."""
+            on_progress: Callable[[float], None] | None = None,
+            seal: Callable[[Path], None] | None = None) -> ComposeResult:
+    """Write `video.mp4`, `subtitles.srt` and `subtitles.vtt` for one language into `out_dir`.
+
+    `seal(video)` runs on the finished file before it is moved into place: it signs it."""
     options = job.options
-    timeline = build_timeline([(s.narration_seconds, s.sentences) for s in job.scenes],
+    timeline = build_timeline([(s.narration_seconds, s.sentences) for s in job.slots()],
                               job.language, lead_s=options.lead_s, pause_s=options.pause_s)
     work = Path(tempfile.mkdtemp(prefix="sopreel-compose-"))
     try:
         narration = work / "narration.wav"
-        lay_narration(job.scenes, timeline, narration)
+        lay_narration(job.slots(), timeline, narration)
         mix = work / "mix.wav"
         mix_audio(narration, job.music, timeline.duration, options, mix)
         master = work / "master.wav"
@@ -102,8 +137,10 @@ def compose(job: ComposeJob, out_dir: Path,
         with atomic_path(video) as temp:
             args = _encode_args(job, timeline, master, subtitles, temp)
             run_ffmpeg(args, what=f"composing the {job.language.code} video",
-                       duration_s=timeline.duration, on_progress=on_progress)
+                       duration_s=timeline.duration, on_progress=on_progress, cwd=work)
             final = loudness(temp)
+            if seal:
+                seal(temp)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     srt, vtt = out_dir / "subtitles.srt", out_dir / "subtitles.vtt"
@@ -126,6 +163,8 @@ def lay_narration(scenes: list[SceneInput], timeline: Timeline, out: Path) -> No
     """Every scene's narration at its slot, levelled to a common speech loudness."""
     track = np.zeros(round(timeline.duration * SAMPLE_RATE) + 1, dtype=np.float32)
     for scene, slot in zip(scenes, timeline.slots, strict=True):
+        if scene.narration is None:   # a silent notice card
+            continue
         samples, rate = read_wav(scene.narration)
         if rate != SAMPLE_RATE:
             raise MediaError(f"{scene.narration.name}: narration must be {SAMPLE_RATE} Hz")
@@ -184,12 +223,15 @@ def _ass(job: ComposeJob, timeline: Timeline) -> str:
     options, language = job.options, job.language
     captions = [Overlay(slot.start + min(options.transition_s, 0.5), slot.end - 0.1,
                         tuple(wrap_lines(scene.caption, language)))
-                for scene, slot in zip(job.scenes, timeline.slots, strict=True) if scene.caption]
-    first = timeline.slots[0]
-    titles = [Overlay(0.2, min(TITLE_SECONDS, first.end - 0.2),
+                for scene, slot in zip(job.slots(), timeline.slots, strict=True) if scene.caption]
+    first = timeline.slots[1 if job.notice else 0]
+    titles = [Overlay(first.start + 0.2, min(first.start + TITLE_SECONDS, first.end - 0.2),
                       tuple(wrap_lines(job.title, language)))] if job.title else []
+    notices = [Overlay(0.0, timeline.slots[0].end, tuple(wrap_lines(job.notice.text, language)))
+               ] if job.notice else []
+    labels = [Overlay(0.0, timeline.duration, (job.label,))] if job.label else []
     return to_ass(timeline.cues, captions, titles, style=job.style, font=language.font,
-                  width=options.width, height=options.height)
+                  width=options.width, height=options.height, notices=notices, labels=labels)
 
 
 def transition_overlap(options: ComposeOptions, last: bool) -> float:
@@ -212,10 +254,16 @@ def footage_seconds(options: ComposeOptions, narration_s: float, last: bool) -> 
 
 def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
                  background: str) -> ffmpeg.nodes.FilterableStream:
-    """A clip played at most `max_slowdown` times slower, then held, cut to `seconds`."""
-    slowdown = min(options.max_slowdown, max(1.0, seconds / scene.clip_seconds))
+    """A clip played at most `max_slowdown` times slower, then held, cut to `seconds`; with
+    no clip, a card of the background colour."""
     w, h = options.width, options.height
-    clip = (ffmpeg.input(str(scene.clip)).video
+    if scene.clip is None:
+        red, green, blue = rgb(background)
+        return (ffmpeg.input(f"color=c=0x{red:02x}{green:02x}{blue:02x}:s={w}x{h}:"
+                             f"r={options.fps}:d={seconds:.3f}", f="lavfi").video
+                .filter("setsar", 1).filter("settb", "AVTB").filter("format", "yuv420p"))
+    slowdown = min(options.max_slowdown, max(1.0, seconds / scene.clip_seconds))
+    clip = (ffmpeg.input(media_input(scene.clip)).video
             .filter("setpts", f"(PTS-STARTPTS)*{slowdown:.5f}")
             .filter("fps", options.fps))
     if scene.clip_size != (w, h):   # letterbox a clip of another size; never stretch it
@@ -231,11 +279,12 @@ def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
 
 def _scene_sequence(job: ComposeJob, timeline: Timeline) -> ffmpeg.nodes.FilterableStream:
     """The fitted clips joined by the profile's transition, scene i starting at slot i."""
-    options, last = job.options, len(job.scenes) - 1
+    options, slots = job.options, job.slots()
+    last = len(slots) - 1
     kind = options.transition if last > 0 and options.transition_s > 0 else "cut"
     fade = options.transition_s
     clips = []
-    for index, (scene, slot) in enumerate(zip(job.scenes, timeline.slots, strict=True)):
+    for index, (scene, slot) in enumerate(zip(slots, timeline.slots, strict=True)):
         overlap = transition_overlap(options, index == last)
         clip = _fitted_clip(scene, slot.length + overlap, options, job.style.colors.background)
         if kind == "dip":   # fade out to the style colour and back in: cheap, no overlap
@@ -259,8 +308,10 @@ def _scene_sequence(job: ComposeJob, timeline: Timeline) -> ffmpeg.nodes.Filtera
 def _encode_args(job: ComposeJob, timeline: Timeline, master: Path, subtitles: Path,
                  out: Path) -> list[str]:
     options = job.options
-    video = _scene_sequence(job, timeline).filter("ass", str(subtitles))
-    audio = (ffmpeg.input(str(master)).audio
+    # ffmpeg runs in the work folder: the filter argument is a bare name, never a path that
+    # would need escaping for the filter graph.
+    video = _scene_sequence(job, timeline).filter("ass", subtitles.name)
+    audio = (ffmpeg.input(media_input(master)).audio
              .filter("aformat", sample_rates=SAMPLE_RATE, channel_layouts="stereo"))
     # aac_coder=fast: four times faster than the default two-loop search, same loudness and
     # no audible difference at this bitrate; the encode runs on ffmpeg's main thread.
@@ -271,5 +322,8 @@ def _encode_args(job: ComposeJob, timeline: Timeline, master: Path, subtitles: P
         t=round(timeline.duration, 3),
         **{"metadata:s:a:0": f"language={job.language.iso639_2}"})
     args = stream.get_args()
+    # use_metadata_tags: keys beyond the iTunes set (ai_generated, AIGC...) are kept.
+    args[args.index("+faststart")] = "+faststart+use_metadata_tags"
     tags = [item for key, value in job.metadata.items() for item in ("-metadata", f"{key}={value}")]
-    return [*args[:-1], *tags, args[-1]]   # ffmpeg-python cannot repeat an option
+    # ffmpeg-python cannot repeat an option, so the tags go in by hand
+    return [*args[:-1], *tags, media_input(Path(args[-1]))]

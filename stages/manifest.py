@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from stages.assets import Asset, write_text_atomic
+from stages.disclosure import source_type_uri
 
 MANIFEST_VERSION = 1
 
@@ -24,16 +25,19 @@ class AssetEntry(BaseModel):
     cached: bool
     language: str | None = None
     license: str | None = None
+    digital_source_type: str | None = None   # IPTC; None for a supplied file
     info: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, asset: Asset, root: Path) -> AssetEntry:
         facts = dict(asset.info)
         known = {k: facts.pop(k, None) for k in ("backend", "model", "seed", "language",
-                                                 "license")}
+                                                 "license", "digital_source_type")}
+        term = known.pop("digital_source_type")
         return cls(stage=asset.stage, path=asset.path.relative_to(root).as_posix(),
                    sha256=asset.sha256, cached=asset.cached,
                    backend=known["backend"] or "unknown",
+                   digital_source_type=source_type_uri(term) if term else None,
                    **{k: v for k, v in known.items() if k != "backend"}, info=facts)
 
 
@@ -52,6 +56,10 @@ class OutputEntry(BaseModel):
     true_peak_dbtp: float | None = None
     reading_speed: dict[str, Any] = Field(default_factory=dict)   # limit, fastest, slow cues
     cached: bool = False
+    digital_source_type: str | None = None    # IPTC, of the video as a whole
+    notice: dict[str, Any] | None = None      # the AI notice: text, spoken, corner label
+    tags: dict[str, str] = Field(default_factory=dict)        # MP4 metadata written
+    provenance: dict[str, Any] | None = None  # the C2PA signature, when signed
 
 
 class Manifest(BaseModel):
@@ -64,8 +72,11 @@ class Manifest(BaseModel):
     music: AssetEntry | None = None
     voice: dict[str, Any]
     translations: dict[str, Any] = Field(default_factory=dict)   # per language: who translated
-    licenses: list[dict[str, str]]
+    licenses: list[dict[str, Any]]
     disclosure: str
+    digital_source_type: str | None = None    # IPTC, of the videos
+    notices: dict[str, AssetEntry] = Field(default_factory=dict)   # the spoken AI notice
+    use: dict[str, Any] = Field(default_factory=dict)   # purpose, and whether commercial
     warnings: list[str] = Field(default_factory=list)
 
 

@@ -10,6 +10,7 @@ them from tasks.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,23 +23,28 @@ from stages.assets import Asset, AssetStore, file_sha256, recipe_key, write_text
 from stages.compose import (
     ComposeJob,
     ComposeResult,
+    Notice,
     SceneInput,
     compose,
     footage_seconds,
+    notice_seconds,
     video_seconds,
 )
+from stages.disclosure import DisclosureText, mp4_tags, strongest, texts_for, video_source_type
 from stages.errors import ConsentError
 from stages.languages import Language
+from stages.licenses import WeightsUse, parse_use, refuse_noncommercial
 from stages.music.bed import windows_needed
 from stages.paths import voices_dir
 from stages.profile import REGISTRIES, Profile
+from stages.provenance import Ingredient, Signing, sign_mp4, signing_from
 from stages.registry import Backend, LoadedBackends
 from stages.script import LoadedScript
 from stages.style import Style, load_style
 from stages.text import split_sentences
 from stages.timeline import SentenceTiming
 
-COMPOSE_VERSION = 4   # bump when compose changes what it makes from the same inputs
+COMPOSE_VERSION = 5   # bump when compose changes what it makes from the same inputs
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class BuildPlan:
     use: str = voices.DEFAULT_USE   # what the video is for: a cloned voice's consent must cover it
     voices_dir: Path = dataclasses.field(default_factory=voices_dir)
     voicing: dict[str, narrate.VoicePlan] = dataclasses.field(default_factory=dict)
+    commercial: bool = False        # only weights licensed for commercial use
+    signing: Signing | None = None  # who signs the videos' Content Credentials, if anyone
 
     @property
     def enrolled_voice(self) -> bool:
@@ -76,11 +84,25 @@ class BuildPlan:
         text = self.loaded.lines(language)[scene.index].narration
         return tuple(split_sentences(text, languages.get(language)))
 
+    def disclosure_text(self, language: str) -> DisclosureText:
+        return texts_for(language, self.profile.disclosure)[0]
+
+    @property
+    def speaks_notice(self) -> bool:
+        """The videos open with the AI notice read aloud (so narrate makes it)."""
+        return self.profile.disclosure.notice and self.profile.disclosure.spoken
+
 
 def plan_build(loaded: LoadedScript, profile: Profile, out_root: Path,
                use: str = voices.DEFAULT_USE, voices_folder: str | Path | None = None) -> BuildPlan:
-    """Everything the build will make; refuses at once what consent or the narrator forbid."""
+    """Everything the build will make; refuses at once what consent, the narrator or the
+    models' licences forbid.
+
+    `use` is the video's purpose (a cloned voice's consent must cover it), optionally with
+    `commercial` (`training,commercial`), which, like `commercial: true` in the profile, admits
+    only weights licensed for commercial use."""
     script = loaded.script
+    purpose, commercial = parse_use(use)
     seed = getattr(profile.stages["images"].options, "seed", None)
     scenes = [ScenePlan(index=i, id=scene.id, visual=scene.visual or scene.caption or scene.id,
                         photo=loaded.image_paths.get(scene.id), motion=scene.motion,
@@ -88,8 +110,35 @@ def plan_build(loaded: LoadedScript, profile: Profile, out_root: Path,
               for i, scene in enumerate(script.scenes)]
     plan = BuildPlan(loaded=loaded, profile=profile, style=load_style(script.style),
                      out_dir=out_root / script.id, scenes=scenes, languages=loaded.languages,
-                     use=use, voices_dir=voices_dir(voices_folder))
-    return dataclasses.replace(plan, voicing=check_voice(plan))
+                     use=purpose, voices_dir=voices_dir(voices_folder),
+                     commercial=commercial or profile.commercial,
+                     signing=signing_from(profile.provenance, profile.path.parent))
+    plan = dataclasses.replace(plan, voicing=check_voice(plan))
+    if plan.commercial:
+        refuse_noncommercial(weights_used(plan), "--use commercial" if commercial else
+                             f"commercial: true in {profile.path}")
+    return plan
+
+
+def weights_used(plan: BuildPlan) -> list[WeightsUse]:
+    """Every set of model weights the build would use, with its licence: a stage's backend
+    only where the script needs it (no image model when every scene has a photo, no music
+    model for a supplied file), and machine translators of the languages built."""
+    script = plan.loaded.script
+    needed = {"images": any(scene.photo is None for scene in plan.scenes), "animate": True,
+              "narrate": True,
+              "music": script.music is not None and plan.loaded.music_path is None}
+    used = []
+    for stage, choice in plan.profile.stages.items():
+        if needed.get(stage):
+            backend = REGISTRIES[stage].get(choice.backend)(choice.options)
+            used += [WeightsUse(stage, model, license)
+                     for model, license in backend.weights(plan.languages)]
+    used += [WeightsUse(f"translate ({lang})", origin["model"],
+                        origin.get("license") or "unknown")
+             for lang, origin in plan.loaded.origins.items()
+             if origin.get("source") == "machine" and lang in plan.languages]
+    return used
 
 
 def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
@@ -128,21 +177,28 @@ def _backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
 
 def _produce(plan: BuildPlan, stage: str, recipe: dict[str, Any], suffix: str,
              make: Callable[[Path], dict[str, Any]], backend: Backend | None,
-             **facts: Any) -> Asset:
-    """Produce (or reuse) an asset and note what made it: a backend, or a supplied file."""
+             derived_from: tuple[Asset, ...] = (), **facts: Any) -> Asset:
+    """Produce (or reuse) an asset and note what made it: a backend, or a supplied file.
+
+    Its IPTC digital source type is the backend's, or that of the assets it was made from
+    when one of those is more synthetic (a camera move over a generated image is generated)."""
     asset = plan.store.produce(stage, recipe, suffix, make)
+    source_type = strongest(backend.source_type if backend else None,
+                            *(a.info.get("digital_source_type") for a in derived_from))
     made_by = {"backend": backend.name if backend else "file",
                "model": backend.model if backend else None,
-               "license": backend.license if backend else None}
+               "license": backend.license if backend else None,
+               "digital_source_type": source_type}
     # What the backend reported wins: a narrator may hand a language to another model.
     return dataclasses.replace(asset, info={**made_by, **asset.info, **facts})
 
 
 def _generate(plan: BuildPlan, stage: str, backend: Backend, request: Any, suffix: str,
-              make: Callable[[Path], dict[str, Any]], **facts: Any) -> Asset:
+              make: Callable[[Path], dict[str, Any]], derived_from: tuple[Asset, ...] = (),
+              **facts: Any) -> Asset:
     """An asset a backend makes from a request, keyed by the backend's identity and request."""
     recipe = {"backend": backend.identity(), "request": request}
-    return _produce(plan, stage, recipe, suffix, make, backend, **facts)
+    return _produce(plan, stage, recipe, suffix, make, backend, derived_from, **facts)
 
 
 def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends,
@@ -192,7 +248,7 @@ def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, narrations: list[
         report = _share(on_progress, done, coverage.segments)
         segment = _generate(plan, "animate", backend, request, ".mp4",
                             lambda out, r=request, p=report: backend.animate(r, out, p),
-                            seed=request.seed)
+                            derived_from=(image,), seed=request.seed)
         segments.append(segment)
         if done == 0:   # the backend's real segment (a model may drop frames): plan again
             coverage = chain.plan_coverage(
@@ -216,7 +272,7 @@ def _last_frame(plan: BuildPlan, segment: Asset) -> Asset:
     frames = int(segment.info["frames"])
     return _produce(plan, "animate", {"last_frame_of": segment.path, "frames": frames,
                                       "version": 1}, ".png",
-                    lambda out: chain.last_frame(segment.path, frames, out), None)
+                    lambda out: chain.last_frame(segment.path, frames, out), None, (segment,))
 
 
 def _join(plan: BuildPlan, backend: animate.AnimateBackend, segments: list[Asset],
@@ -241,13 +297,19 @@ def _join(plan: BuildPlan, backend: animate.AnimateBackend, segments: list[Asset
     return _produce(plan, "animate", recipe, ".mp4",
                     lambda out: chain.join_segments([s.path for s in segments], coverage, fps,
                                                     options.retime, out, options.crf) | size,
-                    backend, **made, **facts)
+                    backend, tuple(segments), **made, **facts)
 
 
-def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,
+def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
                    loaded: LoadedBackends) -> Asset:
-    """One scene's narration. A cloned voice passes the consent gate first, every time, even
-    when the narration is already cached: consent can be revoked between two builds."""
+    """One scene's narration, or with no scene the AI notice the video opens with, in the
+    same voice. A cloned voice passes the consent gate first, every time, even when the
+    narration is already cached: consent can be revoked between two builds."""
+    if scene is None:
+        text = plan.disclosure_text(language).notice
+        sentences = tuple(split_sentences(text, languages.get(language)))
+    else:
+        sentences = plan.sentences(scene, language)
     backend: narrate.NarrateBackend = _backend(plan, "narrate", loaded)
     reference, similarity = None, None
     if plan.enrolled_voice:
@@ -260,26 +322,42 @@ def make_narration(plan: BuildPlan, scene: ScenePlan, language: str,
                                                     folder / record.consent.recording.file)
             threshold = backend.options.speaker_similarity  # type: ignore[attr-defined]
             voices.check_same_speaker(record, similarity or 0.0, threshold)
-    request = narrate.NarrationRequest(sentences=plan.sentences(scene, language),
-                                       language=language, voice=plan.loaded.script.voice,
-                                       reference=reference)
+    request = narrate.NarrationRequest(sentences=sentences, language=language,
+                                       voice=plan.loaded.script.voice, reference=reference)
     return _generate(plan, "narrate", backend, request, ".wav",
                      lambda out: backend.narrate(request, out), language=language,
-                     similarity=None if similarity is None else round(similarity, 4))
+                     similarity=None if similarity is None else round(similarity, 4),
+                     **({"notice": True} if scene is None else {}))
+
+
+def timeline_narrations(plan: BuildPlan, voices: list[Asset],
+                        notice: Asset | None) -> list[float]:
+    """The narration length of every slot of one language's video, the AI notice's card
+    first (`compose.video_seconds` turns them into the video's length)."""
+    lengths = [float(n.info["seconds"]) for n in voices]
+    disclosure = plan.profile.disclosure
+    if not disclosure.notice:
+        return lengths
+    spoken = float(notice.info["seconds"]) if notice else 0.0
+    return [notice_seconds(spoken, disclosure.seconds, plan.profile.compose), *lengths]
 
 
 def make_music(plan: BuildPlan, narrations: dict[str, list[Asset]], loaded: LoadedBackends,
-               on_progress: Callable[[float], None] | None = None) -> Asset | None:
+               on_progress: Callable[[float], None] | None = None,
+               notices: dict[str, Asset | None] | None = None) -> Asset | None:
     """The build's music bed, as long as its longest video (`narrations`: each language's, one
-    per scene): none, the supplied file, or the backend's pieces for the prompt.
+    per scene; `notices`: each language's spoken AI notice): none, the supplied file, or the
+    backend's pieces for the prompt.
 
     Every piece is an asset of its own, so a longer video (a slower dub) adds pieces and remakes
     none, and a shorter one only cuts the bed again."""
     script = plan.loaded.script
     if script.music is None:
         return None
-    seconds = max(video_seconds(plan.profile.compose, [float(n.info["seconds"]) for n in voices])
-                  for voices in narrations.values())
+    notices = notices or {}
+    seconds = max(video_seconds(plan.profile.compose,
+                                timeline_narrations(plan, voices, notices.get(lang)))
+                  for lang, voices in narrations.items())
     choice = plan.profile.stages["music"]
     options: music.MusicOptions = choice.options   # type: ignore[assignment]
     source = plan.loaded.music_path
@@ -299,7 +377,7 @@ def make_music(plan: BuildPlan, narrations: dict[str, list[Asset]], loaded: Load
     return _produce(plan, "music", recipe, ".wav",
                     lambda out: music.make_bed([(p.path, p.info) for p in pieces], seconds,
                                                crossfade, out),
-                    backend, **first, prompt=None if source else script.music,
+                    backend, tuple(pieces), **first, prompt=None if source else script.music,
                     pieces=[{"path": p.path.relative_to(plan.out_dir).as_posix(),
                              "seed": p.info.get("seed")} for p in pieces])
 
@@ -334,12 +412,14 @@ def _music_pieces(plan: BuildPlan, backend: music.MusicBackend, seconds: float,
 
 def _music_tail(plan: BuildPlan, piece: Asset, seconds: float) -> Asset:
     return _produce(plan, "music", {"tail_of": piece.path, "seconds": seconds, "version": 1},
-                    ".wav", lambda out: music.cut_tail(piece.path, seconds, out), None)
+                    ".wav", lambda out: music.cut_tail(piece.path, seconds, out), None, (piece,))
 
 
-def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: list[Asset],
-               bed: Asset | None, on_progress=None) -> ComposeResult:
-    """Compose one language's video from the scenes' clips and narrations.
+def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[Asset],
+               narrations: list[Asset], bed: Asset | None, notice: Asset | None = None,
+               on_progress=None) -> ComposeResult:
+    """Compose one language's video from the scenes' clips and narrations, open it with the
+    AI notice (`notice`: the notice read aloud), mark it, and sign it when a signer is set.
 
     The finished files are stamped with the key of everything they were made from, so an
     unchanged build is not encoded again (the result then says `cached`).
@@ -352,23 +432,78 @@ def make_video(plan: BuildPlan, language: str, clips: list[Asset], narrations: l
                          caption=text.caption, clip_size=_size(clip.info))
               for clip, voice, text in zip(clips, narrations, lines, strict=True)]
     title = plan.loaded.title(language)
-    job = ComposeJob(language=lang, title=title, scenes=scenes, style=plan.style,
-                     options=plan.profile.compose, music=bed.path if bed else None,
-                     metadata={"title": title or plan.loaded.script.title,
-                               "comment": "Made with sopreel",
-                               "language": lang.iso639_2})
+    disclosure, text = plan.profile.disclosure, plan.disclosure_text(language)
+    made_of = [*stills, *clips, *narrations, *([bed] if bed else []),
+               *([notice] if notice else [])]
+    source_type = video_source_type([a.info.get("digital_source_type") for a in made_of])
+    script = plan.loaded
+    job = ComposeJob(
+        language=lang, title=title, scenes=scenes, style=plan.style,
+        options=plan.profile.compose, music=bed.path if bed else None,
+        notice=Notice(text.notice, notice.path if notice else None,
+                      float(notice.info["seconds"]) if notice else 0.0,
+                      disclosure.seconds) if disclosure.notice else None,
+        label=text.label if disclosure.label else None,
+        metadata={**mp4_tags(title=title or script.script.title, notice=text.notice,
+                             source_type=source_type, producer=disclosure.producer,
+                             produce_id=_produce_id(script.script.id, language, made_of)),
+                  "language": lang.iso639_2})
+    signing = plan.signing
     out_dir = plan.out_dir / language
-    key = recipe_key("compose", {"job": job, "version": COMPOSE_VERSION})
+    key = recipe_key("compose", {"job": job, "version": COMPOSE_VERSION,
+                                 "signing": signing.identity() if signing else None,
+                                 "ingredients": [a.path for a in made_of] if signing else None})
     stamp = out_dir / ".compose.json"
     previous = _read_stamp(stamp)
     if previous and previous["key"] == key and _intact(out_dir, previous):
         return ComposeResult(**{**previous["result"], **_paths(out_dir)}, cached=True)
-    result = compose(job, out_dir, on_progress=on_progress)
+    marks: dict[str, Any] = {"digital_source_type": source_type, "tags": job.metadata,
+                             "notice": {"text": text.notice, "spoken": notice is not None,
+                                        "label": job.label} if job.notice else None}
+
+    def seal(video: Path) -> None:   # the very last step: any later remux would strip it
+        if signing:
+            marks["provenance"] = sign_mp4(
+                video, signing, title=f"{title or script.script.title} ({language})",
+                source_type=source_type, ingredients=_ingredients(made_of),
+                generator=_version())
+
+    result = compose(job, out_dir, on_progress=on_progress, seal=seal)
+    result = dataclasses.replace(result, marks=marks)
     files = {name: file_sha256(path) for name, path in _paths(out_dir).items()}
     facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness,
-             "reading": result.reading}
+             "reading": result.reading, "marks": marks}
     write_text_atomic(stamp, json.dumps({"key": key, "files": files, "result": facts}, indent=1))
     return result
+
+
+def _produce_id(script_id: str, language: str, assets: list[Asset]) -> str:
+    """GB 45438's content ID: the same for the same content, whatever else the script holds."""
+    digest = hashlib.sha256("".join(a.key for a in assets).encode()).hexdigest()
+    return f"sopreel:{script_id}:{language}:{digest[:16]}"
+
+
+def _ingredients(assets: list[Asset]) -> list[Ingredient]:
+    """Every file the video was made from, named for a person reading the credentials."""
+    found = []
+    for asset in {a.path: a for a in assets}.values():   # a still may serve twice
+        made = asset.info.get("model") or asset.info.get("backend", "file")
+        what = "AI notice" if asset.info.get("notice") else asset.stage
+        found.append(Ingredient(
+            path=asset.path, title=f"{what} {asset.path.name}",
+            source_type=asset.info.get("digital_source_type"),
+            description=f"{what} by {asset.info.get('backend', 'file')} ({made})"
+                        + (f", {asset.info['language']}" if asset.info.get("language") else "")))
+    return found
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sopreel")
+    except PackageNotFoundError:
+        return "dev"
 
 
 def _size(info: dict) -> tuple[int, int] | None:

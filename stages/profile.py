@@ -13,17 +13,21 @@ error naming the file, line and key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stages import animate, images, music, narrate, translate
+from stages.disclosure import DisclosureOptions
 from stages.errors import Problem, ProfileError, SopreelError, UnknownNameError
 from stages.paths import PROFILES
+from stages.provenance import ProvenanceOptions
 from stages.registry import BackendOptions, Registry
 from stages.yamlfile import LocatedYaml, format_loc, load_yaml, problems_from
+
+B = TypeVar("B", bound=BaseModel)
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "images": images.BACKENDS,
@@ -33,6 +37,8 @@ REGISTRIES: dict[str, Registry[Any]] = {
 }
 # Not a build stage: `sopreel translate` drafts translations with it. Optional in a profile.
 TRANSLATE_DEFAULT = {"backend": "transformers"}
+# Keys that are not stages: how videos are put together, marked, signed, and licensed.
+SETTINGS = ("compose", "translate", "disclosure", "provenance", "commercial")
 
 
 class ComposeOptions(BaseModel):
@@ -75,12 +81,17 @@ class Profile:
     stages: dict[str, StageChoice]
     compose: ComposeOptions
     translate: StageChoice | None = None
+    disclosure: DisclosureOptions = field(default_factory=DisclosureOptions)
+    provenance: ProvenanceOptions | None = None
+    commercial: bool = False      # refuse weights whose licence forbids commercial use
 
     def describe(self) -> dict[str, Any]:
         """The resolved profile, as the manifest records it."""
         described: dict[str, Any] = {"name": self.name}
         described.update({stage: choice.identity() for stage, choice in self.stages.items()})
         described["compose"] = self.compose.model_dump(mode="json")
+        described["disclosure"] = self.disclosure.model_dump(mode="json")
+        described["commercial"] = self.commercial
         return described
 
 
@@ -109,9 +120,9 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
         raise ProfileError(path, [Problem(1, "", "expected a mapping of stage names to options")])
     problems: list[Problem] = []
     for key in located.data:
-        if key not in (*REGISTRIES, "compose", "translate"):
-            problems.append(Problem(located.line((key,)), key, "unknown stage; expected one of: "
-                                    + ", ".join([*REGISTRIES, "compose", "translate"])))
+        if key not in (*REGISTRIES, *SETTINGS):
+            problems.append(Problem(located.line((key,)), key, "unknown key; expected one of: "
+                                    + ", ".join([*REGISTRIES, *SETTINGS])))
     stages = {}
     for stage, registry in REGISTRIES.items():
         choice = _stage_choice(located, stage, registry, problems)
@@ -120,15 +131,28 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
     if located.data.get("translate") is None:
         located.data["translate"] = TRANSLATE_DEFAULT
     translate_choice = _stage_choice(located, "translate", translate.BACKENDS, problems)
-    compose = ComposeOptions()
-    try:
-        compose = ComposeOptions.model_validate(located.data.get("compose") or {})
-    except ValidationError as exc:
-        problems += problems_from(exc, ComposeOptions, located, ("compose",))
+    compose = _block(located, "compose", ComposeOptions, problems)
+    disclosure = _block(located, "disclosure", DisclosureOptions, problems)
+    provenance = _block(located, "provenance", ProvenanceOptions, problems)
+    commercial = located.data.get("commercial", False)
+    if not isinstance(commercial, bool):
+        problems.append(Problem(located.line(("commercial",)), "commercial",
+                                f"expected true or false, got {commercial!r}"))
     if problems:
         raise ProfileError(path, problems)
     return Profile(name=path.stem, path=path, stages=stages, compose=compose,
-                   translate=translate_choice)
+                   translate=translate_choice, disclosure=disclosure,
+                   provenance=provenance if located.data.get("provenance") else None,
+                   commercial=commercial is True)
+
+
+def _block(located: LocatedYaml, key: str, model: type[B], problems: list[Problem]) -> B:
+    """A settings block of the profile, checked against its model (defaults when absent)."""
+    try:
+        return model.model_validate(located.data.get(key) or {})
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, model, located, (key,)))
+        return model()
 
 
 def _stage_choice(located: LocatedYaml, stage: str, registry: Registry[Any],

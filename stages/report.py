@@ -7,6 +7,8 @@ from typing import Any
 from stages import voices
 from stages.assets import Asset
 from stages.compose import ComposeResult
+from stages.disclosure import source_type_uri, texts_for
+from stages.licenses import allows_commercial
 from stages.manifest import AssetEntry, Manifest, OutputEntry, SceneEntry
 from stages.plan import BuildPlan
 
@@ -28,7 +30,8 @@ def _cloned(assets: list[Asset]) -> bool:
 
 def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                    narrations: dict[str, list[Asset]], bed: Asset | None,
-                   videos: dict[str, ComposeResult]) -> Manifest:
+                   videos: dict[str, ComposeResult],
+                   notices: dict[str, Asset | None] | None = None) -> Manifest:
     root = plan.out_dir
     scenes = []
     for index, scene in enumerate(plan.scenes):
@@ -41,10 +44,13 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                           duration_s=result.duration_s, cues=result.cues,
                           loudness_lufs=result.loudness.get("integrated_lufs"),
                           true_peak_dbtp=result.loudness.get("true_peak_dbtp"),
-                          reading_speed=result.reading, cached=result.cached)
+                          reading_speed=result.reading, cached=result.cached,
+                          **_marks(result))
         for lang, result in videos.items()}
+    spoken = {lang: AssetEntry.of(asset, root) for lang, asset in (notices or {}).items()
+              if asset is not None}
     every = [*stills, *clips, *(a for assets in narrations.values() for a in assets),
-             *([bed] if bed else [])]
+             *([bed] if bed else []), *(a for a in (notices or {}).values() if a)]
     script = plan.loaded
     licenses = sorted({(a.info.get("backend", "?"), a.info.get("model") or "",
                         a.info.get("license") or "") for a in every if a.info.get("license")}
@@ -60,12 +66,44 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         music=AssetEntry.of(bed, root) if bed else None,
         voice=_voice_entry(plan, narrations),
         translations={lang: origin for lang, origin in script.origins.items() if lang in videos},
-        licenses=[{"backend": b, "model": m, "license": lic} for b, m, lic in licenses],
+        licenses=[{"backend": b, "model": m, "license": lic,
+                   "commercial": allows_commercial(lic)} for b, m, lic in licenses],
         disclosure=disclosure(plan, narrations),
+        digital_source_type=next((o.digital_source_type for o in outputs.values()), None),
+        notices=spoken,
+        use={"purpose": plan.use, "commercial": plan.commercial},
         warnings=[*script.warnings, *_asset_warnings(scenes),
                   *_voice_warnings(plan, narrations),
-                  *_reading_warnings(videos)],
+                  *_reading_warnings(videos), *_trust_warnings(plan, licenses)],
     )
+
+
+def _marks(result: ComposeResult) -> dict[str, Any]:
+    """What the video carries to say it is synthetic and where it came from."""
+    marks = result.marks
+    term = marks.get("digital_source_type")
+    return {"digital_source_type": source_type_uri(term) if term else None,
+            "notice": marks.get("notice"), "tags": marks.get("tags", {}),
+            "provenance": marks.get("provenance")}
+
+
+def _trust_warnings(plan: BuildPlan, licenses: list[tuple[str, str, str]]) -> list[str]:
+    """Disclosure turned off, a notice not in the video's language, non-commercial weights."""
+    options = plan.profile.disclosure
+    warnings = [f"the profile turned off the AI disclosure's {part} ({plan.profile.path}); "
+                "synthetic video must be marked (EU AI Act Article 50, GB 45438-2025)"
+                for part in options.off()]
+    if options.notice:
+        warnings += [note for lang in plan.languages
+                     if (note := texts_for(lang, options)[1])]
+    if not plan.commercial:
+        barred = [f"{model} ({lic})" for _, model, lic in licenses
+                  if allows_commercial(lic) is False]
+        if barred:
+            warnings.append("not for commercial use: made with weights whose licence forbids "
+                            f"it: {', '.join(barred)}; build with --use commercial to be "
+                            "stopped before that happens")
+    return warnings
 
 
 def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[str, Any]:

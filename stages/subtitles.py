@@ -3,7 +3,7 @@
 Script text is shown exactly as written. In ASS, `{...}` would start override tags and `\\N`
 would break a line, so braces are escaped (`\\{`, `\\}`) and every backslash is followed by a
 word joiner (U+2060), which libass draws as nothing. WebVTT escapes `&`, `<` and `>`; SRT is
-plain text.
+plain text, with a word joiner inside any `-->` so no line of text reads as a timing line.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
+def _no_arrow(text: str) -> str:
+    """A cue line must not read as a timing line: `-->` gets an invisible word joiner."""
+    return text.replace("-->", "--" + WORD_JOINER + ">")
+
+
 def to_srt(cues: list[Cue]) -> str:
-    blocks = [f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{c.text}\n"
+    blocks = [f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{_no_arrow(c.text)}\n"
               for i, c in enumerate(cues, start=1)]
     return "\n".join(blocks)
 
 
 def to_vtt(cues: list[Cue]) -> str:
-    def escape(text: str) -> str:
+    def escape(text: str) -> str:   # no "-->" is left once ">" is escaped
         return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
     blocks = [f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{escape(c.text)}\n"
@@ -83,9 +88,11 @@ class Overlay:
 
 
 def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, style: Style,
-           font: str, width: int, height: int) -> str:
-    """An ASS script with three styles: bottom subtitles, a caption bar (top left), and the
-    opening title on a panel in the lower third, above the subtitles."""
+           font: str, width: int, height: int, notices: list[Overlay] | None = None,
+           labels: list[Overlay] | None = None) -> str:
+    """An ASS script with five styles: bottom subtitles, a caption bar (top left), the
+    opening title on a panel in the lower third above the subtitles, the AI notice in the
+    middle of its card, and the AI label in the top right corner."""
     colours = style.colors
     size = round(height * 0.052)
     margin = round(height * 0.05)
@@ -103,6 +110,11 @@ def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, s
         f"{margin},{margin},{margin},1",
         f"Style: Title,{font},{round(size * 1.35)},{white},{white},{panel},{dark},1,0,0,0,100,"
         f"100,0,0,3,{max(3, size // 3)},0,2,{margin * 2},{margin * 2},{round(height * 0.27)},1",
+        f"Style: Notice,{font},{round(size * 1.1)},{white},{white},{_ass_colour('#000000')},"
+        f"{dark},1,0,0,0,100,100,0,0,1,{max(1, size // 14)},0,5,{margin * 3},{margin * 3},0,1",
+        f"Style: Label,{font},{max(10, round(size * 0.55))},{_ass_colour(colours.text, 0x40)},"
+        f"{white},{_ass_colour('#000000', 0x40)},{dark},1,0,0,0,100,100,0,0,3,"
+        f"{max(2, size // 8)},0,9,{margin // 2},{margin // 2},{margin // 2},1",
     ]
     chain = font_chain(font)
     events = []
@@ -110,7 +122,8 @@ def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, s
         text = r"\N".join(ass_line(line, chain) for line in cue.lines)
         events.append(f"Dialogue: 0,{_ass_time(cue.start)},{_ass_time(cue.end)},Sub,,0,0,0,,"
                       f"{text}")
-    for layer, name, overlays in ((1, "Caption", captions), (2, "Title", titles)):
+    for layer, name, overlays in ((1, "Caption", captions), (2, "Title", titles),
+                                  (3, "Notice", notices or []), (4, "Label", labels or [])):
         for item in overlays:
             events.append(f"Dialogue: {layer},{_ass_time(item.start)},{_ass_time(item.end)},"
                           f"{name},,0,0,0,,{{\\fad(250,250)}}"

@@ -237,10 +237,10 @@ def test_wan_options_and_locations_are_checked(tiny_wan, tmp_path):
 
 
 def test_well_known_weights_have_their_licence_without_a_profile_saying():
-    from stages.models import known_licenses
+    from stages.licenses import allows_commercial, license_of
 
     assert BACKENDS.get("wan-i2v")(BACKENDS.get("wan-i2v").Options()).license == "Apache-2.0"
-    assert known_licenses()["black-forest-labs/flux.1-dev"].commercial is False
+    assert allows_commercial(license_of("black-forest-labs/FLUX.1-dev")) is False
     local = BACKENDS.get("wan-i2v").Options(model="./my-finetune")
     assert BACKENDS.get("wan-i2v")(local).license.startswith("unknown: set `license`")
 
@@ -291,8 +291,8 @@ def test_a_profile_naming_a_local_wan_folder_builds_clips_that_fit_the_narration
         stream = ffprobe(root / clip["path"])["streams"][0]
         assert stream["r_frame_rate"] == "12/1"
         assert float(stream["duration"]) == pytest.approx(coverage["target_s"], abs=1 / 12)
-    assert {"backend": "wan-i2v", "model": str(tiny_wan), "license": "Apache-2.0"} in \
-        manifest["licenses"]
+    assert {"backend": "wan-i2v", "model": str(tiny_wan), "license": "Apache-2.0",
+            "commercial": True} in manifest["licenses"]
     video = ffprobe(root / "en" / "video.mp4")
     assert float(video["format"]["duration"]) == pytest.approx(
         manifest["outputs"]["en"]["duration_s"], abs=0.1)

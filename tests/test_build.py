@@ -108,7 +108,9 @@ def test_subtitles_follow_measured_narration(project):
     narration = next(a for a in manifest["scenes"][0]["assets"]
                      if a["stage"] == "narrate" and a["language"] == "en")
     first = narration["info"]["sentences"][0]
-    assert en[0]["start"] == pytest.approx(0.4 + first["start"], abs=0.002)
+    # The video opens with the AI notice card (lead-in, the notice read aloud, pause).
+    card = 0.4 + manifest["notices"]["en"]["info"]["seconds"] + 0.8
+    assert en[0]["start"] == pytest.approx(card + 0.4 + first["start"], abs=0.002)
     # A cue may stay up into the scene's pause to be read, never past its scene.
     assert en[-1]["end"] <= manifest["outputs"]["en"]["duration_s"] - 0.05
     reading = manifest["outputs"]["en"]["reading_speed"]

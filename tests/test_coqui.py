@@ -112,7 +112,7 @@ def test_cloned_build_records_consent_then_revocation_stops_reuse(
     assert voice["expires"] == "2099-12-31" and voice["granted"]
     assert 0 < voice["similarity"]["score"] <= 1 and voice["similarity"]["threshold"] == 0.6
     assert voice["spoken"]["en"]["cloned"] and voice["spoken"]["zh-TW"]["cloned"]
-    assert voice["spoken"]["en"]["license"].startswith("CPML")
+    assert voice["spoken"]["en"]["license"] == "Coqui Public Model License 1.0.0"
     assert not voice["spoken"]["th"]["cloned"]
     assert any("th: spoken by the stock voice" in w for w in manifest["warnings"])
     assert "cloned voice 'anna'" in manifest["disclosure"]

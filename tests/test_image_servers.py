@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import TINY_PROFILE, base_script, write_script
+from conftest import TINY_PROFILE, base_script, ffprobe, write_script
 from PIL import Image
 
 from flows.cli import main
@@ -331,7 +331,18 @@ def test_a_build_with_an_a1111_profile_records_the_server_model(server, tmp_path
     sent = [body["seed"] for _, path, body in server.requests if path == "/sdapi/v1/txt2img"]
     assert sorted(sent) == sorted(s["seed"] for s in stills)
     assert {"backend": "a1111", "model": "sd_xl_base_1.0",
-            "license": "CreativeML Open RAIL++-M"} in manifest["licenses"]
+            "license": "CreativeML Open RAIL++-M", "commercial": True} in manifest["licenses"]
+    # IPTC: a trained model drew the stills; a camera move over them is generated too; the
+    # espeak narration is algorithmic; so the video is a composite with trained media.
+    iptc = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+    kinds = {(a["stage"], a["digital_source_type"]) for scene in manifest["scenes"]
+             for a in scene["assets"]}
+    assert kinds == {("images", iptc + "trainedAlgorithmicMedia"),
+                     ("animate", iptc + "trainedAlgorithmicMedia"),
+                     ("narrate", iptc + "algorithmicMedia")}
+    assert manifest["digital_source_type"] == iptc + "compositeWithTrainedAlgorithmicMedia"
+    tags = ffprobe(out / "test-sop" / "en" / "video.mp4")["format"]["tags"]
+    assert tags["digital_source_type"] == iptc + "compositeWithTrainedAlgorithmicMedia"
 
 
 def test_a_profile_naming_a_missing_workflow_is_refused_at_its_line(tmp_path):

@@ -210,7 +210,7 @@ def test_a_profile_naming_a_local_model_folder_builds_end_to_end(tiny_models, tm
     with Image.open(out / "test-sop" / generated["path"]) as image:
         assert image.size == (96, 64)
     assert {"backend": "diffusers", "model": str(model),
-            "license": "CreativeML Open RAIL++-M"} in manifest["licenses"]
+            "license": "CreativeML Open RAIL++-M", "commercial": True} in manifest["licenses"]
     assert any("CLIP reads the first 77" in w for w in manifest["warnings"])
     video = out / "test-sop" / "en" / "video.mp4"
     assert float(ffprobe(video)["format"]["duration"]) > 3

@@ -203,7 +203,8 @@ def test_a_build_killed_half_way_resumes_without_redoing_anything(server, tmp_pa
     assert {path: after[path] for path in finished} == finished   # nothing finished was redone
     manifest = json.loads((out / "guards" / "manifest.json").read_text(encoding="utf-8"))
     reused = {entry["path"] for scene in manifest["scenes"] for entry in scene["assets"]
-              if entry["cached"]}
+              if entry["cached"]} | {entry["path"] for entry in manifest["notices"].values()
+                                     if entry["cached"]}
     assert reused == {str(p.relative_to(out / "guards")) for p in finished
                       if p.parent.name != "music"}
 
@@ -262,7 +263,7 @@ def test_a_build_fans_out_over_a_dask_cluster(server, tmp_path, tiny_sd):
         return [record["worker"] for record in records if str(record["key"]).startswith(prefix)]
 
     images, narrations = workers_of("image_task"), workers_of("narrate_task")
-    assert len(images) == 8 and len(narrations) == 16
+    assert len(images) == 8 and len(narrations) == 16 + 2   # and each language's AI notice
     assert set(images) == gpu_workers                     # the model stage asked for a GPU
     assert len(set(narrations) | set(workers_of("compose_task"))) == 2   # the rest spread
     manifest = json.loads((out / "guards" / "manifest.json").read_text(encoding="utf-8"))

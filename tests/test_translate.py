@@ -101,8 +101,8 @@ def test_translate_review_approve_and_build(tmp_path, profile, prefect_server):
     origin = manifest["translations"]["th"]
     assert origin["source"] == "machine" and origin["status"] == "reviewed"
     assert origin["reviewer"] == "Somchai"
-    assert {"backend": "translate", "model": origin["model"], "license": "CC-BY-NC-4.0"} in \
-        manifest["licenses"]
+    assert {"backend": "translate", "model": origin["model"], "license": "CC-BY-NC-4.0",
+            "commercial": False} in manifest["licenses"]
     cues = parse_srt((out / "test-sop" / "th" / "subtitles.srt").read_text(encoding="utf-8"))
     assert "สวิตช์ตัดไฟหลัก" in "".join(line for cue in cues for line in cue["lines"])
 
