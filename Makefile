@@ -48,6 +48,7 @@ lint: venv
 bench: setup
 	$(BIN)/python bench/draft_build.py
 	$(BIN)/python bench/compose.py
+	$(BIN)/python bench/trust.py
 
 clean:
 	rm -rf $(VENV) outputs bench/out

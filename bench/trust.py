@@ -1,0 +1,90 @@
+"""Benchmark: what trust costs a build. Signing and verifying a finished video (C2PA, with
+every generated ingredient), the allowlist check of a supplied file, the script loader under
+generated input, and the length the spoken AI notice adds.
+
+Builds the script with the draft profile first (cached assets are reused), then times the
+steps on its videos. Usage: .venv/bin/python bench/trust.py [SCRIPT] [--lang en]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from bench_args import ROOT, bench_arguments, print_table
+
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from certs import make_ca  # noqa: E402
+
+from stages.media import MUSIC, PHOTO, check_supplied  # noqa: E402
+from stages.provenance import Ingredient, Signing, check_signing, sign_mp4, verify  # noqa: E402
+
+
+def best_of(runs: int, call) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main() -> None:
+    args = bench_arguments(__doc__)
+    out = ROOT / "bench" / "out"
+    subprocess.run([str(ROOT / ".venv" / "bin" / "sopreel"), "build", str(args.script),
+                    "--lang", args.lang, "--out", str(out)], check=True, capture_output=True)
+    root = out / yaml.safe_load(Path(args.script).read_text(encoding="utf-8"))["id"]
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    assets = [a for scene in manifest["scenes"] for a in scene["assets"]
+              if a["language"] in (None, args.lang)]
+    assets += [manifest["music"]] if manifest["music"] else []
+    assets += [manifest["notices"][args.lang]] if args.lang in manifest["notices"] else []
+    ingredients = [Ingredient(root / a["path"], f"{a['stage']} {Path(a['path']).name}",
+                              "algorithmicMedia", a["stage"]) for a in assets]
+    video = root / args.lang / "video.mp4"
+    with tempfile.TemporaryDirectory() as folder:
+        pki = make_ca(Path(folder))
+        signing = Signing(pki["certificate"], pki["key"])
+        work = Path(folder) / "video.mp4"
+
+        def sign() -> None:
+            shutil.copy(video, work)
+            sign_mp4(work, signing, title="bench", source_type="compositeSynthetic",
+                     ingredients=ingredients, generator="bench")
+
+        check = best_of(3, lambda: check_signing(signing))
+        signed = best_of(3, sign)
+        checked = best_of(3, lambda: verify(work, [pki["ca"]]))
+        grew = work.stat().st_size - video.stat().st_size
+        assert verify(work, [pki["ca"]]).trusted
+    notice = manifest["outputs"][args.lang]
+    photo = next((a for a in assets if a["stage"] == "images"), None)
+    rows = [["signer check before the build (incl. trial signature)", f"{check * 1000:.0f} ms"],
+            [f"sign one video ({len(ingredients)} ingredients, "
+             f"{video.stat().st_size / 1e6:.1f} MB)", f"{signed * 1000:.0f} ms"],
+            ["manifest size added to the file", f"{grew / 1000:.0f} kB"],
+            ["verify one video", f"{checked * 1000:.0f} ms"],
+            ["video length with the spoken notice",
+             f"{notice['duration_s']:.1f} s (notice "
+             f"{manifest['notices'][args.lang]['info']['seconds']:.1f} s spoken)"]]
+    if photo:
+        rows.append(["ffprobe allowlist check, one photo",
+                     f"{best_of(5, lambda: check_supplied(root / photo['path'], PHOTO)) * 1000:.0f}"
+                     " ms"])
+    if manifest["music"]:
+        bed = root / manifest["music"]["path"]
+        rows.append(["ffprobe allowlist check, one music file",
+                     f"{best_of(5, lambda: check_supplied(bed, MUSIC)) * 1000:.0f} ms"])
+    print_table(["step", "time"], rows)
+
+
+if __name__ == "__main__":
+    main()
