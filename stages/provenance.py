@@ -231,6 +231,7 @@ class Verification:
     failures: list[tuple[str, str]] = field(default_factory=list)
     trust_anchors: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    unreadable: str | None = None         # why the file could not be read at all
 
     @property
     def valid(self) -> bool:
@@ -271,12 +272,10 @@ def verify(video: Path, trust_anchors: list[Path] | None = None) -> Verification
     except OSError as exc:
         raise SopreelError(f"Cannot read {video}: {exc.strerror}.") from None
     except c2pa.C2paError as exc:
-        if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in str(exc) \
-                or "not found" in str(exc).lower():
+        if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in str(exc):
             return Verification(video, has_credentials=False)
-        # A manifest that cannot even be parsed is as bad as a broken signature.
-        return Verification(video, has_credentials=True, state="Invalid",
-                            failures=[("manifest.unreadable", str(exc))])
+        # Not an MP4, or a manifest too damaged to parse: nothing can be vouched for.
+        return Verification(video, has_credentials=False, unreadable=str(exc))
     failures = [(item.get("code", "?"), item.get("explanation", ""))
                 for item in results.get("activeManifest", {}).get("failure", [])]
     return Verification(video, True, state, failures, [str(p) for p in anchors], manifest)
@@ -295,6 +294,9 @@ def _read_anchor(path: Path) -> str:
 
 def report(found: Verification) -> list[str]:
     """The lines `sopreel verify` prints."""
+    if found.unreadable:
+        return [f"{found.path}: cannot be read as an MP4 with Content Credentials "
+                f"({found.unreadable})."]
     if not found.has_credentials:
         return [f"{found.path}: no Content Credentials (C2PA manifest) in this file."]
     manifest = found.manifest

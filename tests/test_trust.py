@@ -196,6 +196,8 @@ def test_a_signed_video_verifies_names_its_ingredients_and_a_one_byte_change_bre
                    check=True)   # a plain remux drops the manifest
     code, output = cli("verify", str(unsigned))
     assert code == 1 and "no Content Credentials" in output
+    code, output = cli("verify", str(script))
+    assert code == 1 and "cannot be read as an MP4 with Content Credentials" in output
 
     # An unchanged re-run reuses the signed video as it is.
     before = video.read_bytes()
