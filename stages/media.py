@@ -50,8 +50,7 @@ def run(args: list[str], *, what: str, stdin: bytes | None = None,
         raise MediaError(f"{what}: {args[0]} did not finish within {timeout:.0f} s") from None
     if done.returncode != 0:
         if DISK_FULL.encode() in done.stderr:
-            raise MediaError(f"{what}: the disk is full ({DISK_FULL}); free some space and "
-                             "build again: finished assets are reused.")
+            raise disk_full(what)
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-6:]
         raise MediaError(f"{what}: {args[0]} failed (exit {done.returncode}): " + " | ".join(tail))
     return done
@@ -63,6 +62,11 @@ def media_input(path: Path) -> str:
 
 
 DISK_FULL = "No space left on device"
+
+
+def disk_full(what: str) -> MediaError:
+    return MediaError(f"{what}: the disk is full ({DISK_FULL}); free some space and build "
+                      "again: finished assets are reused.")
 
 
 def run_ffmpeg(args: list[str], *, what: str, duration_s: float | None = None,
@@ -89,8 +93,7 @@ def run_ffmpeg(args: list[str], *, what: str, duration_s: float | None = None,
     if code != 0:
         tail = " | ".join(errors.strip().splitlines()[-6:])
         if DISK_FULL in errors:
-            raise MediaError(f"{what}: the disk is full ({DISK_FULL}); free some space and "
-                             "build again: finished assets are reused.")
+            raise disk_full(what)
         raise MediaError(f"{what}: ffmpeg failed (exit {code}): {tail}")
     if on_progress:
         on_progress(1.0)

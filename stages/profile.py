@@ -82,7 +82,7 @@ class Profile:
     compose: ComposeOptions
     translate: StageChoice | None = None
     disclosure: DisclosureOptions = field(default_factory=DisclosureOptions)
-    provenance: ProvenanceOptions | None = None
+    provenance: ProvenanceOptions = field(default_factory=ProvenanceOptions)
     commercial: bool = False      # refuse weights whose licence forbids commercial use
 
     def describe(self) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
         raise ProfileError(path, problems)
     return Profile(name=path.stem, path=path, stages=stages, compose=compose,
                    translate=translate_choice, disclosure=disclosure,
-                   provenance=provenance if located.data.get("provenance") else None,
+                   provenance=provenance,
                    commercial=commercial is True)
 
 

@@ -68,23 +68,20 @@ class Signing:
                 "timestamp_url": self.timestamp_url}
 
 
-def signing_from(options: ProvenanceOptions | None, base: Path) -> Signing | None:
+def signing_from(options: ProvenanceOptions, base: Path) -> Signing | None:
     """The profile's signer (paths relative to the profile's folder), else the environment's,
     else None (videos are not signed)."""
-    if options is not None and options.certificate and options.key:
+    if options.certificate and options.key:
         cert, key = options.certificate, options.key
-        algorithm, timestamp = options.algorithm, options.timestamp_url
     elif os.environ.get(ENV_CERT) or os.environ.get(ENV_KEY):
         cert, key = os.environ.get(ENV_CERT, ""), os.environ.get(ENV_KEY, "")
         if not cert or not key:
             raise SopreelError(f"Set both {ENV_CERT} and {ENV_KEY} to sign videos, or neither.")
-        algorithm = options.algorithm if options else "es256"
-        timestamp = options.timestamp_url if options else None
     else:
         return None
     signing = Signing(certificate=(base / Path(cert).expanduser()).absolute(),
                       key=(base / Path(key).expanduser()).absolute(),
-                      algorithm=algorithm, timestamp_url=timestamp)
+                      algorithm=options.algorithm, timestamp_url=options.timestamp_url)
     check_signing(signing)
     return signing
 

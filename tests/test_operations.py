@@ -83,8 +83,8 @@ def test_a_run_publishes_a_summary_an_asset_table_links_and_progress(tmp_path, m
 
     first = {artifact.key: artifact for artifact in runs[0]}
     summary = first["test-sop-summary"].data
-    assert "| en | [en/video.mp4](https://files.example.com/sop/test-sop/en/video.mp4) |" \
-        in summary
+    en_row = "| en | [en/video.mp4](https://files.example.com/sop/test-sop/en/video.mp4) |"
+    assert en_row in summary
     assert "| vi |" in summary and "LUFS" in summary
     assert "Voice `stock` for use `training`: not required" in summary
     assert "Disclosure" in summary and "Synthetic media" in summary
@@ -97,14 +97,15 @@ def test_a_run_publishes_a_summary_an_asset_table_links_and_progress(tmp_path, m
     assert {row["stage"] for row in rows} == {"images", "animate", "narrate", "music"}
 
     # Prefect stores a link artifact as a markdown link.
-    assert first["test-sop-vi-video"].data == \
-        "[test-sop vi video](https://files.example.com/sop/test-sop/vi/video.mp4)"
-    assert first["test-sop-manifest"].data == \
-        "[test-sop manifest](https://files.example.com/sop/test-sop/manifest.json)"
+    vi_link = "[test-sop vi video](https://files.example.com/sop/test-sop/vi/video.mp4)"
+    manifest_link = "[test-sop manifest](https://files.example.com/sop/test-sop/manifest.json)"
+    assert first["test-sop-vi-video"].data == vi_link
+    assert first["test-sop-manifest"].data == manifest_link
 
     progress = {a.key: float(a.data) for a in runs[0] if a.type == "progress"}
-    assert progress == {f"test-sop-{stage}-progress": 100.0
-                        for stage in ("images", "narrate", "animate", "music")}
+    expected = {f"test-sop-{stage}-progress": 100.0
+                for stage in ("images", "narrate", "animate", "music")}
+    assert progress == expected
 
     again = {a.key: a for a in runs[1]}["test-sop-assets"]
     rows = yaml.safe_load(again.data) if isinstance(again.data, str) else again.data
