@@ -7,8 +7,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_SCRIPT ?= templates/scripts/forklift-preshift.yaml
+UV_VERSION := 0.13.9
+UV     := $(BIN)/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
 
-.PHONY: setup system venv demo test lint bench clean
+.PHONY: setup system venv uv lock demo test lint bench bench-gpu clean
 
 setup: system venv
 
@@ -28,12 +32,21 @@ system:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+uv:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "sopreel needs Python 3.11, found " + sys.version.split()[0]'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,studio]'
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@$(UV) --version 2>/dev/null | grep -qx 'uv $(UV_VERSION)' || $(BIN)/python -m pip install -q uv==$(UV_VERSION)
+
+# The environment is exactly uv.lock (every package pinned with hashes). uv itself comes from
+# PyPI at the version the lock pins, into the same virtual environment.
+$(VENV)/.installed: pyproject.toml uv.lock | uv
+	$(UV) sync --frozen --extra studio --extra dev
 	@touch $@
+
+# Re-resolve the lock from pyproject.toml: the only way uv.lock changes. Keeps every other pin;
+# `make lock UPGRADE=transformers` moves one package, `make lock UPGRADE=all` moves everything.
+lock: uv
+	$(UV) lock $(if $(filter all,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
 
 demo: setup
 	$(BIN)/sopreel build $(DEMO_SCRIPT)
