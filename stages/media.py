@@ -17,7 +17,9 @@ import json
 import re
 import shutil
 import subprocess
+import threading
 import wave
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -72,12 +74,19 @@ def disk_full(what: str) -> MediaError:
 def run_ffmpeg(args: list[str], *, what: str, duration_s: float | None = None,
                on_progress: Callable[[float], None] | None = None,
                cwd: Path | None = None) -> None:
-    """Run ffmpeg, reporting the fraction done (0..1) from its `-progress` stream."""
+    """Run ffmpeg, reporting the fraction done (0..1) from its `-progress` stream.
+
+    Its messages are read on a thread of their own while progress is read here: a damaged
+    input can make ffmpeg write hundreds of kilobytes of errors, and a full pipe nobody reads
+    would stop it (and this function) for good. Only the last lines are kept, for the error."""
     command = [program("ffmpeg"), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
                "-progress", "pipe:1", "-nostats", *args]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           cwd=cwd) as proc:
         assert proc.stdout is not None and proc.stderr is not None
+        errors: deque[bytes] = deque(maxlen=200)
+        drain = threading.Thread(target=errors.extend, args=(proc.stderr,), daemon=True)
+        drain.start()
         try:
             for raw in proc.stdout:
                 line = raw.decode("ascii", "replace").strip()
@@ -88,12 +97,13 @@ def run_ffmpeg(args: list[str], *, what: str, duration_s: float | None = None,
         except BaseException:   # a time limit or an interrupt: ffmpeg must not run on
             proc.kill()
             raise
-        errors = proc.stderr.read().decode("utf-8", "replace")
         code = proc.wait()
+        drain.join()
     if code != 0:
-        tail = " | ".join(errors.strip().splitlines()[-6:])
-        if DISK_FULL in errors:
+        message = b"".join(errors).decode("utf-8", "replace")
+        if DISK_FULL in message:
             raise disk_full(what)
+        tail = " | ".join(message.strip().splitlines()[-6:])
         raise MediaError(f"{what}: ffmpeg failed (exit {code}): {tail}")
     if on_progress:
         on_progress(1.0)

@@ -88,3 +88,57 @@ def test_backends_load_once_and_release():
     with pytest.raises(UnknownNameError, match=r"Unknown images backend 'countng'\. Did you "
                                                r"mean 'counting'"):
         registry.get("countng")
+
+
+def test_narration_upsampled_to_48_khz_leaves_no_image_above_the_source_band():
+    """A 10 kHz tone at 22.05 kHz (a synthesiser's rate): interpolation would mirror it to
+    12.05 kHz; the anti-imaging filter keeps everything above 12 kHz 60 dB below the tone."""
+    import numpy as np
+
+    from stages.media import SAMPLE_RATE
+    from stages.narrate import resample
+
+    rate = 22_050
+    tone = (0.5 * np.sin(2 * np.pi * 10_000 * np.arange(2 * rate) / rate)).astype(np.float32)
+    out = resample(tone, rate)
+    assert len(out) == 2 * SAMPLE_RATE
+    spectrum = np.abs(np.fft.rfft(out * np.hanning(len(out))))
+    freqs = np.fft.rfftfreq(len(out), 1 / SAMPLE_RATE)
+    peak = spectrum.max()
+    assert abs(freqs[spectrum.argmax()] - 10_000) < 2
+    above = spectrum[freqs > 12_000].max()
+    assert 20 * np.log10(above / peak) < -60
+
+
+def test_ffmpeg_writing_a_flood_of_errors_finishes(tmp_path):
+    """A damaged MP3 makes ffmpeg write about 260 kB of decoding errors: far more than a pipe
+    holds. run_ffmpeg must keep reading them, or ffmpeg and the build wait on each other."""
+    import random
+    import subprocess
+    import threading
+
+    from stages.media import media_input, run_ffmpeg
+
+    clean, damaged = tmp_path / "clean.mp3", tmp_path / "damaged.mp3"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=d=120", "-c:a", "libmp3lame", "-b:a", "32k", str(clean)], check=True)
+    data, noise = bytearray(clean.read_bytes()), random.Random(0)
+    for at in range(2000, len(data), 200):
+        data[at:at + 40] = bytes(noise.randrange(256) for _ in range(40))
+    damaged.write_bytes(bytes(data))
+    outcome: list[BaseException | None] = []
+
+    def decode() -> None:
+        try:
+            run_ffmpeg(["-i", media_input(damaged), "-f", "null", "-"], what="decoding",
+                       duration_s=120, on_progress=lambda _: None)
+            outcome.append(None)
+        except BaseException as exc:   # reported below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=decode, daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    if worker.is_alive():
+        subprocess.run(["pkill", "-f", str(damaged)], check=False)
+    assert outcome == [None], "ffmpeg and run_ffmpeg stopped, waiting on each other"
