@@ -82,7 +82,7 @@ class Route:
 
 class CoquiBackend(NarrateBackend):
     name = "coqui"
-    version = 1
+    version = 2   # 2: resampled to 48 kHz by soxr
     Options = CoquiOptions
     loads_model = True
     source_type = "trainedAlgorithmicMedia"

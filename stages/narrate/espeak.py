@@ -32,7 +32,7 @@ class EspeakOptions(NarrateOptions):
 
 class EspeakBackend(NarrateBackend):
     name = "espeak"
-    version = 2   # 2: numbers, units and abbreviations read through speech.speakable
+    version = 3   # 2: numbers, units and abbreviations read through speech.speakable; 3: soxr
     license = "GPL-3.0-or-later (espeak-ng program; output is unrestricted)"
     Options = EspeakOptions
 
