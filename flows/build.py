@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,12 @@ from flows.artifacts import ProgressArtifacts, publish_build, publish_problems
 from flows.settings import Operations, load_operations, operations_file
 from stages.assets import Asset
 from stages.compose import ComposeResult
-from stages.errors import SopreelError, TransientError, out_of_memory
+from stages.errors import SopreelError, StageFailure, TransientError, first_line, out_of_memory
 from stages.manifest import write_manifest
-from stages.models import first_line
 from stages.plan import (
     BuildPlan,
     ScenePlan,
+    load_for_build,
     loads_model,
     make_clip,
     make_image,
@@ -46,7 +46,7 @@ from stages.plan import (
 )
 from stages.profile import load_profile
 from stages.report import build_manifest
-from stages.script import find_scripts, load_script
+from stages.script import find_scripts
 from stages.voices import DEFAULT_USE
 
 LONG_STAGES = ("images", "narrate", "animate", "music")   # progress artifacts in the UI
@@ -129,26 +129,50 @@ class _Run:
     plans: list[BuildPlan]
     ops: Operations
     artifacts: ProgressArtifacts
+    failed: dict[int, Exception] = field(default_factory=dict)   # plan index: its failure
+
+    def fail(self, index: int, stage: str, exc: Exception) -> None:
+        """Stop building one plan (the others go on); the first failure is the one reported."""
+        if index in self.failed:
+            return
+        self.failed[index] = exc
+        logger = get_run_logger()
+        logger.error("%s: %s failed: %s", self.plans[index].loaded.script.id, stage, exc)
+        if isinstance(exc, StageFailure):
+            logger.error("%s", exc.details)
 
 
-def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
+Call = tuple[int, tuple[Any, ...]]   # the index of the plan an item belongs to, and its arguments
+
+
+def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[Call]) -> list[Any]:
     """Run one stage's tasks with the site's retries and time limit, wait for them, then free
     the stage's models before the next stage. A stage that loads models holds the GPU lock
-    from its first task to that release."""
+    from its first task to that release.
+
+    Items of a plan that failed earlier are not run; an item that fails stops its own plan
+    only. Results line up with `calls`, None where nothing was made."""
+    results: list[Any] = [None] * len(calls)
+    live = [n for n, (index, _) in enumerate(calls) if index not in run.failed]
+    if not live:
+        return results
     policy = run.ops.policy(name)
     configured = task.with_options(**policy.task_options(),
                                    retry_condition_fn=_retry_if_transient(name))
-    holds_model = any(loads_model(plan, name) for plan in run.plans)
+    holds_model = any(loads_model(run.plans[calls[n][0]], name) for n in live)
     if name in LONG_STAGES:
-        progress.PROGRESS.begin(name, name, len(calls))
+        progress.PROGRESS.begin(name, name, len(live))
         run.artifacts.track(name)
     started = time.perf_counter()
     with runners.gpu_lock(holds_model, run.ops.gpu):
         try:
-            futures = runners.submit_all(configured, calls, needs_gpu=holds_model)
-            results = []
-            for future in futures:
-                results.append(_result(future, name, run.ops))
+            futures = runners.submit_all(configured, [calls[n][1] for n in live],
+                                         needs_gpu=holds_model)
+            for n, future in zip(live, futures, strict=True):
+                try:
+                    results[n] = _result(future, name, run.ops)
+                except Exception as exc:
+                    run.fail(calls[n][0], name, exc)
                 if runners.remote():   # tasks on Dask workers report progress there
                     progress.PROGRESS.advance(name)
         finally:
@@ -156,7 +180,7 @@ def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[tuple[Any, ..
     if name in LONG_STAGES:
         run.artifacts.finish(name)
     reused = sum(bool(getattr(result, "cached", False)) for result in results)
-    get_run_logger().info("%s: %d done (%d reused) in %.1f s", name, len(results), reused,
+    get_run_logger().info("%s: %d done (%d reused) in %.1f s", name, len(live), reused,
                           time.perf_counter() - started)
     return results
 
@@ -209,10 +233,9 @@ def _grouped(keys: list[Any], results: list[Any]) -> dict[Any, list[Any]]:
 
 def _plan(script: str, profile: str, languages: list[str] | None, out: str,
           voices_dir: str | None, use: str, allow_unreviewed: bool) -> BuildPlan:
-    loaded = load_script(script, only_languages=languages, voices=voices_dir,
-                         allow_unreviewed=allow_unreviewed)
-    return plan_build(loaded, load_profile(profile), Path(out).absolute(), use=use,
-                      voices_folder=voices_dir)
+    out_root = Path(out).absolute()
+    loaded = load_for_build(script, languages, out_root, voices_dir, allow_unreviewed)
+    return plan_build(loaded, load_profile(profile), out_root, use=use, voices_folder=voices_dir)
 
 
 def _plans(scripts: list[str], languages: list[str] | None, profile: str, out: str,
@@ -232,54 +255,70 @@ def _plans(scripts: list[str], languages: list[str] | None, profile: str, out: s
     return plans, problems
 
 
-def build_plans(plans: list[BuildPlan], label: str) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Built:
+    """What a flow run made: per script id its manifest and videos, and the scripts that
+    failed with what stopped them."""
+
+    results: dict[str, dict[str, Any]]
+    failures: dict[str, Exception]
+
+    def problems(self) -> list[str]:
+        return [f"{script_id}: {exc}" for script_id, exc in self.failures.items()]
+
+
+def build_plans(plans: list[BuildPlan], label: str) -> Built:
     """Every plan's images, then narrations, clips, music beds and videos: stage-major across
-    scripts, so each model loads once for the whole batch. Publishes each build's summary,
-    asset table and links; returns per script id its manifest path and videos."""
+    scripts, so each model loads once for the whole batch. A script whose item fails stops
+    there; the others are finished. Publishes each finished build's summary, asset table and
+    links."""
     ops = load_operations()
     run = _Run(plans, ops, ProgressArtifacts(label))
     try:
-        return _build(run)
+        results = _build(run)
     finally:
         run.artifacts.close()
+    return Built(results, {plans[i].loaded.script.id: exc for i, exc in run.failed.items()})
 
 
 def _build(run: _Run) -> dict[str, dict[str, Any]]:
     plans = run.plans
     for plan in plans:
-        plan.store.sweep()
+        plan.sweep()
     scene_of = [(i, scene) for i, plan in enumerate(plans) for scene in plan.scenes]
     voiced = [(i, lang, scene) for i, plan in enumerate(plans) for lang in plan.languages
               for scene in plan.scenes]
     cuts = [(i, lang) for i, plan in enumerate(plans) for lang in plan.languages]
     notices = [(i, lang) for i, lang in cuts if plans[i].speaks_notice]   # the spoken AI notice
 
-    stills = _stage(run, "images", image_task, [(plans[i], scene) for i, scene in scene_of])
+    stills = _stage(run, "images", image_task, [(i, (plans[i], scene)) for i, scene in scene_of])
     said = _stage(run, "narrate", narrate_task,
-                  [(plans[i], scene, lang) for i, lang, scene in voiced]
-                  + [(plans[i], None, lang) for i, lang in notices])
+                  [(i, (plans[i], scene, lang)) for i, lang, scene in voiced]
+                  + [(i, (plans[i], None, lang)) for i, lang in notices])
     spoken, notice_of = said[:len(voiced)], dict(zip(notices, said[len(voiced):], strict=True))
     # A clip covers the scene's longest narration, so narration comes first.
     heard = _grouped([(i, scene.id) for i, _, scene in voiced], spoken)
     clips = _stage(run, "animate", animate_task, [
-        (plans[i], scene, still, heard[(i, scene.id)])
+        (i, (plans[i], scene, still, heard[(i, scene.id)]))
         for (i, scene), still in zip(scene_of, stills, strict=True)])
     narrations = _grouped([(i, lang) for i, lang, _ in voiced], spoken)
     # The bed lasts as long as the plan's longest video.
     beds = _stage(run, "music", music_task, [
-        (plan, {lang: narrations[(i, lang)] for lang in plan.languages},
-         {lang: notice_of.get((i, lang)) for lang in plan.languages})
+        (i, (plan, {lang: narrations[(i, lang)] for lang in plan.languages},
+             {lang: notice_of.get((i, lang)) for lang in plan.languages}))
         for i, plan in enumerate(plans)])
     stills_of = _grouped([i for i, _ in scene_of], stills)
     clips_of = _grouped([i for i, _ in scene_of], clips)
     videos = dict(zip(cuts, _stage(run, "compose", compose_task, [
-        (plans[i], lang, stills_of[i], clips_of[i], narrations[(i, lang)], beds[i],
-         notice_of.get((i, lang))) for i, lang in cuts]),
+        (i, (plans[i], lang, stills_of[i], clips_of[i], narrations[(i, lang)], beds[i],
+             notice_of.get((i, lang)))) for i, lang in cuts]),
         strict=True))
 
     logger = get_run_logger()
     results = {}
     for i, plan in enumerate(plans):
+        if i in run.failed:
+            continue
         made = {lang: videos[(i, lang)] for lang in plan.languages}
         manifest = build_manifest(plan, stills_of[i], clips_of[i],
                                   {lang: narrations[(i, lang)] for lang in plan.languages},
@@ -316,7 +355,10 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
     get_run_logger().info("Building %s: %d scenes in %s with the %s profile",
                           plan.loaded.script.id, len(plan.scenes), ", ".join(plan.languages),
                           plan.profile.name)
-    return build_plans([plan], plan.loaded.script.id)[plan.loaded.script.id]
+    built = build_plans([plan], plan.loaded.script.id)
+    if built.failures:
+        raise next(iter(built.failures.values()))
+    return built.results[plan.loaded.script.id]
 
 
 @flow(name="dub-batch", task_runner=runners.task_runner(), log_prints=True)
@@ -343,7 +385,12 @@ def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
     if problems:
         raise SopreelError("\n".join(["Nothing was dubbed:", *problems]))
     get_run_logger().info("Dubbing %d scripts into %s", len(plans), ", ".join(languages))
-    return build_plans(plans, "dub-batch")
+    built = build_plans(plans, "dub-batch")
+    if built.failures:
+        publish_problems(built.problems())
+        raise SopreelError("\n".join([f"{len(built.failures)} of {len(plans)} scripts were not "
+                                       "dubbed:", *built.problems()]))
+    return built.results
 
 
 @flow(name="build-all", task_runner=runners.task_runner(), log_prints=True)
@@ -364,9 +411,10 @@ def build_all(folder: str = "templates", profile: str = "draft", out: str = "out
     scripts = [str(path) for path in find_scripts(Path(folder))]
     plans, problems = _plans(scripts, None, profile, out, voices_dir, use, False)
     get_run_logger().info("Building %d of %d scripts under %s", len(plans), len(scripts), folder)
-    results = build_plans(plans, "build-all") if plans else {}
+    built = build_plans(plans, "build-all") if plans else Built({}, {})
+    problems += built.problems()
     if problems:
         publish_problems(problems)
         raise SopreelError("\n".join([f"{len(problems)} of {len(scripts)} scripts under "
                                        f"{folder} were not built:", *problems]))
-    return results
+    return built.results

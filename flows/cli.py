@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from stages.errors import SopreelError
+from stages.errors import DISK_ERRNOS, SopreelError
 
 EXIT_INVALID = 2
 
@@ -34,7 +34,7 @@ def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if exc.errno == errno.ENOSPC:
                 message = (f"the disk is full ({exc.filename or 'while writing'}); free some "
                            "space and build again: finished assets are reused.")
-            elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            elif exc.errno in DISK_ERRNOS:
                 message = f"cannot write {exc.filename or 'the output'}: {exc.strerror}."
             else:
                 raise

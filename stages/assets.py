@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -156,11 +157,28 @@ class AssetStore:
         return Asset(stage, key, final, meta["sha256"], False, info)
 
     def sweep(self, older_than_s: float = 3600) -> int:
-        """Delete temporary files a killed build left behind (old enough not to be in use)."""
-        cutoff, removed = time.time() - older_than_s, 0
-        for stray in self.root.glob(f"*/{TEMP_PREFIX}*"):
-            with contextlib.suppress(FileNotFoundError):
-                if stray.stat().st_mtime < cutoff:
+        """Delete temporary files a killed build left in the store."""
+        return sweep_temporaries(self.root, older_than_s)
+
+
+def sweep_temporaries(root: Path, older_than_s: float = 3600) -> int:
+    """Delete the temporary files and folders (`.tmp-*`) a killed build left anywhere under
+    `root`, once nothing in them has changed for `older_than_s` (so never one in use)."""
+    cutoff, removed = time.time() - older_than_s, 0
+    for stray in sorted(root.rglob(f"{TEMP_PREFIX}*"), key=lambda p: len(p.parts)):
+        with contextlib.suppress(FileNotFoundError):
+            if _last_change(stray) < cutoff:
+                if stray.is_dir() and not stray.is_symlink():
+                    shutil.rmtree(stray, ignore_errors=True)
+                else:
                     stray.unlink()
-                    removed += 1
-        return removed
+                removed += 1
+    return removed
+
+
+def _last_change(path: Path) -> float:
+    """The newest modification time of a file, or of a folder and everything in it."""
+    times = [path.lstat().st_mtime]
+    if path.is_dir() and not path.is_symlink():
+        times += [inner.lstat().st_mtime for inner in path.rglob("*")]
+    return max(times)

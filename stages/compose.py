@@ -28,7 +28,7 @@ from typing import Any
 import ffmpeg
 import numpy as np
 
-from stages.assets import atomic_path, write_text_atomic
+from stages.assets import TEMP_PREFIX, atomic_path, write_text_atomic
 from stages.errors import MediaError
 from stages.languages import Language
 from stages.media import SAMPLE_RATE, loudness, media_input, read_wav, run_ffmpeg, write_wav
@@ -122,7 +122,9 @@ def compose(job: ComposeJob, out_dir: Path,
     options = job.options
     timeline = build_timeline([(s.narration_seconds, s.sentences) for s in job.slots()],
                               job.language, lead_s=options.lead_s, pause_s=options.pause_s)
-    work = Path(tempfile.mkdtemp(prefix="sopreel-compose-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # A private folder beside the outputs: swept like every temporary file if a kill leaves it.
+    work = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}compose-", dir=out_dir)).absolute()
     try:
         narration = work / "narration.wav"
         lay_narration(job.slots(), timeline, narration)
@@ -132,7 +134,6 @@ def compose(job: ComposeJob, out_dir: Path,
         master_loudness(mix, options, master)
         subtitles = work / "subtitles.ass"
         subtitles.write_text(_ass(job, timeline), encoding="utf-8")
-        out_dir.mkdir(parents=True, exist_ok=True)
         video = out_dir / "video.mp4"
         with atomic_path(video) as temp:
             args = _encode_args(job, timeline, master, subtitles, temp)

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from stages.errors import SopreelError
-from stages.models import ModelBackend, ModelOptions, ModelSlot, first_line, quiet_transformers
+from stages.errors import SopreelError, first_line
+from stages.models import ModelBackend, ModelOptions, ModelSlot, quiet_transformers
 
 # diffusers' attention backends that need nothing fetched at run time (the `*_hub` ones
 # download kernels, which a machine without a model hub cannot do).

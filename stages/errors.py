@@ -5,7 +5,12 @@ Anything that is not a `SopreelError` is a bug in sopreel and keeps its tracebac
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -103,3 +108,91 @@ class MissingToolError(SopreelError):
             f"'{program}' is not installed. Install it with: apt-get install {package} "
             "(or run `make setup`)."
         )
+
+
+# A full disk, or one this user may not write: the CLI says so plainly (flows.cli).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(".") if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class Work:
+    """One item of a stage's work, for naming it when it fails."""
+
+    stage: str
+    backend: str
+    scene: str | None = None        # None: the whole build (music), or the AI notice
+    language: str | None = None
+    logs: Path | None = None        # where the full traceback is written
+
+    def describe(self) -> str:
+        parts = [f"scene '{self.scene}'" if self.scene else "",
+                 f"language {self.language}" if self.language else "",
+                 f"backend {self.backend}"]
+        return f"{self.stage} ({', '.join(p for p in parts if p)})"
+
+
+class StageFailure(SopreelError):
+    """A library (a model, a decoder) raised inside a stage's work.
+
+    The message is one line: the stage, scene, language and backend, and the library's own
+    words; the traceback, which a user does not need but a bug report does, is written to
+    `log` (and kept in `details` for the Prefect run log)."""
+
+    def __init__(self, message: str, details: str, log: str | None = None):
+        super().__init__(message)
+        self.details, self.log = details, log
+
+    def __reduce__(self):   # crosses processes (Dask workers) with its details
+        return type(self), (str(self), self.details, self.log)
+
+
+def _raised_in(exc: BaseException) -> str:
+    """The module whose code raised `exc`, and the installed distribution it belongs to."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "?") if tb else "?"
+    from importlib.metadata import packages_distributions
+
+    package = packages_distributions().get(module.split(".")[0], [])
+    return f"{package[0]} ({module})" if package else module
+
+
+@contextlib.contextmanager
+def reported(work: Work) -> Iterator[None]:
+    """Turn an exception from inside a library into a `StageFailure` naming `work`.
+
+    Errors a user can fix (`SopreelError`, a full or read-only disk), time limits and
+    out-of-memory errors (which the flows retry with more offloading) pass through unchanged."""
+    try:
+        yield
+    except (SopreelError, TimeoutError):
+        raise
+    except Exception as exc:
+        if out_of_memory(exc) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS):
+            raise
+        details = "".join(traceback.format_exception(exc))
+        log = _write_log(work, details)
+        where = f" Full traceback: {log}" if log else ""
+        raise StageFailure(f"{work.describe()} failed: {type(exc).__name__} raised in "
+                           f"{_raised_in(exc)}: {first_line(exc)}.{where}", details,
+                           str(log) if log else None) from exc
+
+
+def _write_log(work: Work, details: str) -> Path | None:
+    if work.logs is None:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    name = "-".join(p for p in (stamp, work.stage, work.scene, work.language) if p)
+    path = work.logs / f"{name}.log"
+    try:
+        work.logs.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{work.describe()}\n\n{details}", encoding="utf-8")
+    except OSError:   # a full or read-only disk: the one-line message still stands
+        return None
+    return path

@@ -87,6 +87,29 @@ def read_manifest(path: Path) -> Manifest | None:
         return None
 
 
+def unreadable_manifest(out_dir: Path) -> str | None:
+    """Why an existing manifest.json cannot be read (damaged, cut short, edited by hand), or
+    None when it reads or does not exist."""
+    path = out_dir / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        Manifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    except ValueError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def built_languages(out_dir: Path) -> list[str]:
+    """Languages an earlier build left a video for (their folders), whatever the manifest says."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(folder.name for folder in out_dir.iterdir()
+                  if (folder / "video.mp4").is_file())
+
+
 def write_manifest(manifest: Manifest, path: Path) -> None:
     """Write atomically; languages built earlier from the same script are kept."""
     previous = read_manifest(path)

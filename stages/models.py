@@ -25,7 +25,7 @@ from pydantic import Field
 
 from stages.assets import file_sha256
 from stages.devices import free_memory, pick_device
-from stages.errors import SopreelError
+from stages.errors import SopreelError, first_line
 from stages.licenses import license_of
 from stages.registry import BackendOptions
 
@@ -257,8 +257,3 @@ class ModelBackend:
 
 
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__

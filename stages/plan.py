@@ -19,7 +19,14 @@ from typing import Any
 
 from stages import animate, images, languages, music, narrate, voices
 from stages.animate import chain
-from stages.assets import Asset, AssetStore, file_sha256, recipe_key, write_text_atomic
+from stages.assets import (
+    Asset,
+    AssetStore,
+    file_sha256,
+    recipe_key,
+    sweep_temporaries,
+    write_text_atomic,
+)
 from stages.compose import (
     ComposeJob,
     ComposeResult,
@@ -31,15 +38,16 @@ from stages.compose import (
     video_seconds,
 )
 from stages.disclosure import DisclosureText, mp4_tags, strongest, texts_for, video_source_type
-from stages.errors import ConsentError
+from stages.errors import ConsentError, SopreelError, Work, first_line, reported
 from stages.languages import Language
 from stages.licenses import WeightsUse, parse_use, refuse_noncommercial
+from stages.manifest import built_languages, unreadable_manifest
 from stages.music.bed import windows_needed
 from stages.paths import voices_dir
 from stages.profile import REGISTRIES, Profile
 from stages.provenance import Ingredient, Signing, sign_mp4, signing_from
 from stages.registry import Backend, LoadedBackends
-from stages.script import LoadedScript
+from stages.script import LoadedScript, load_script
 from stages.style import Style, load_style
 from stages.text import split_sentences
 from stages.timeline import SentenceTiming
@@ -80,6 +88,11 @@ class BuildPlan:
     def store(self) -> AssetStore:
         return AssetStore(self.out_dir / "assets")
 
+    def sweep(self) -> int:
+        """Delete what a killed build left half-written: temporary assets, videos and compose
+        folders (only those unchanged for an hour, so never a running build's)."""
+        return sweep_temporaries(self.out_dir) if self.out_dir.is_dir() else 0
+
     def sentences(self, scene: ScenePlan, language: str) -> tuple[str, ...]:
         text = self.loaded.lines(language)[scene.index].narration
         return tuple(split_sentences(text, languages.get(language)))
@@ -87,10 +100,46 @@ class BuildPlan:
     def disclosure_text(self, language: str) -> DisclosureText:
         return texts_for(language, self.profile.disclosure)[0]
 
+    def work(self, stage: str, scene: ScenePlan | None = None, language: str | None = None,
+             notice: bool = False) -> Work:
+        """One item of a stage's work, named in a failure; its traceback goes to logs/."""
+        choice = self.profile.stages.get(stage)
+        return Work(stage=stage, backend=choice.backend if choice else "ffmpeg",
+                    scene=scene.id if scene else ("ai-notice" if notice else None),
+                    language=language, logs=self.out_dir / "logs")
+
     @property
     def speaks_notice(self) -> bool:
         """The videos open with the AI notice read aloud (so narrate makes it)."""
         return self.profile.disclosure.notice and self.profile.disclosure.spoken
+
+
+def load_for_build(script: str | Path, languages: list[str] | None, out_root: Path,
+                   voices_folder: str | Path | None = None,
+                   allow_unreviewed: bool = False) -> LoadedScript:
+    """The script, with the languages a build of it makes.
+
+    Those asked for; and when the build's manifest.json is damaged, also the languages an
+    earlier build left videos for: the manifest held their entries, and building them again
+    from the cache (nothing is remade) writes it whole."""
+    def load(only: list[str] | None) -> LoadedScript:
+        return load_script(script, only_languages=only, voices=voices_folder,
+                           allow_unreviewed=allow_unreviewed)
+
+    loaded = load(languages)
+    out_dir = out_root / loaded.script.id
+    damage = unreadable_manifest(out_dir)
+    if damage is None:
+        return loaded
+    lost = [lang for lang in built_languages(out_dir) if lang not in loaded.languages]
+    again = f"; {', '.join(lost)} built again from the cache" if lost else ""
+    if lost:
+        try:
+            loaded = load([*loaded.languages, *lost])
+        except SopreelError as exc:
+            again = f"; {', '.join(lost)} could not be built again ({first_line(exc)})"
+    loaded.warnings.append(f"manifest.json could not be read ({damage}); written anew{again}")
+    return loaded
 
 
 def plan_build(loaded: LoadedScript, profile: Profile, out_root: Path,
@@ -216,9 +265,10 @@ def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends,
     request = images.ImageRequest(scene_id=scene.id, step=scene.index + 1,
                                   steps=len(plan.scenes), visual=scene.visual, style=plan.style,
                                   seed=scene.seed)
-    return _generate(plan, "images", backend, request, ".png",
-                     lambda out: backend.generate(request, out, on_progress),
-                     seed=scene.seed)
+    with reported(plan.work("images", scene)):
+        return _generate(plan, "images", backend, request, ".png",
+                         lambda out: backend.generate(request, out, on_progress),
+                         seed=scene.seed)
 
 
 def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, narrations: list[Asset],
@@ -237,6 +287,18 @@ def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, narrations: list[
                  for n in narrations)
     coverage = chain.plan_coverage(target, options.frames, options.fps, options.max_segments,
                                    compose_options.max_slowdown)
+    with reported(plan.work("animate", scene)):
+        segments, coverage = _chain(plan, backend, scene, image, target, coverage, on_progress)
+        return _join(plan, backend, segments, coverage)
+
+
+def _chain(plan: BuildPlan, backend: animate.AnimateBackend, scene: ScenePlan, image: Asset,
+           target: float, coverage: chain.Coverage,
+           on_progress: Callable[[float], None] | None) -> tuple[list[Asset], chain.Coverage]:
+    """Segments from the still until they cover `target` seconds, each starting from the last
+    frame of the one before; the coverage as planned again from the first real segment."""
+    options: animate.AnimateOptions = backend.options   # type: ignore[assignment]
+    compose_options = plan.profile.compose
     prompt = plan.style.prompt(scene.motion or scene.visual)
     negative = plan.style.negative(getattr(options, "negative_prompt", ""))
     segments: list[Asset] = []
@@ -257,7 +319,7 @@ def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, narrations: list[
                 overlap=1 if segment.info.get("starts_with_image", True) else 0)
         if len(segments) < coverage.segments:
             start = _last_frame(plan, segment).path
-    return _join(plan, backend, segments, coverage)
+    return segments, coverage
 
 
 def _share(on_progress: Callable[[float], None] | None, index: int,
@@ -324,10 +386,11 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
             voices.check_same_speaker(record, similarity or 0.0, threshold)
     request = narrate.NarrationRequest(sentences=sentences, language=language,
                                        voice=plan.loaded.script.voice, reference=reference)
-    return _generate(plan, "narrate", backend, request, ".wav",
-                     lambda out: backend.narrate(request, out), language=language,
-                     similarity=None if similarity is None else round(similarity, 4),
-                     **({"notice": True} if scene is None else {}))
+    with reported(plan.work("narrate", scene, language, notice=scene is None)):
+        return _generate(plan, "narrate", backend, request, ".wav",
+                         lambda out: backend.narrate(request, out), language=language,
+                         similarity=None if similarity is None else round(similarity, 4),
+                         **({"notice": True} if scene is None else {}))
 
 
 def timeline_narrations(plan: BuildPlan, voices: list[Asset],
@@ -367,7 +430,8 @@ def make_music(plan: BuildPlan, narrations: dict[str, list[Asset]], loaded: Load
         backend = None
     else:
         backend = _backend(plan, "music", loaded)
-        pieces = _music_pieces(plan, backend, seconds, on_progress)
+        with reported(plan.work("music")):
+            pieces = _music_pieces(plan, backend, seconds, on_progress)
     crossfade = options.crossfade_s
     recipe = {"bed": [p.path for p in pieces], "seconds": seconds, "crossfade_s": crossfade,
               "version": 1}
@@ -468,7 +532,8 @@ def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[
                 source_type=source_type, ingredients=_ingredients(made_of),
                 generator=_version())
 
-    result = compose(job, out_dir, on_progress=on_progress, seal=seal)
+    with reported(plan.work("compose", language=language)):
+        result = compose(job, out_dir, on_progress=on_progress, seal=seal)
     result = dataclasses.replace(result, marks=marks)
     files = {name: file_sha256(path) for name, path in _paths(out_dir).items()}
     facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness,

@@ -104,21 +104,28 @@ def ebur128(path: Path) -> dict[str, float]:
 
 
 def parse_srt(text: str) -> list[dict[str, Any]]:
-    """A strict SRT reader: index, timing line, one or more text lines, blank line."""
-    cues = []
-    for block in text.strip().split("\n\n"):
-        lines = block.split("\n")
-        assert lines[0].isdigit(), block
-        start, arrow, end = lines[1].split(" ")
-        assert arrow == "-->"
-        cues.append({"index": int(lines[0]), "start": _seconds(start), "end": _seconds(end),
-                     "lines": lines[2:]})
-    return cues
+    """Cues as the `srt` library reads them (strictly: anything it cannot parse fails), so the
+    writer is never checked by a reader of the same hand."""
+    import srt
+
+    return [{"index": cue.index, "start": cue.start.total_seconds(),
+             "end": cue.end.total_seconds(), "lines": cue.content.split("\n")}
+            for cue in srt.parse(text, ignore_errors=False)]
 
 
-def _seconds(stamp: str) -> float:
-    hours, minutes, rest = stamp.replace(",", ".").split(":")
-    return int(hours) * 3600 + int(minutes) * 60 + float(rest)
+def parse_vtt(text: str) -> list[dict[str, Any]]:
+    """Cues as `webvtt-py` reads them, text unescaped as a player shows it."""
+    import html
+
+    import webvtt
+
+    def seconds(stamp) -> float:
+        return round(stamp.hours * 3600 + stamp.minutes * 60 + stamp.seconds
+                     + stamp.milliseconds / 1000, 3)
+
+    return [{"start": seconds(cue.start_time), "end": seconds(cue.end_time),
+             "lines": [html.unescape(line) for line in cue.lines]}
+            for cue in webvtt.from_string(text)]
 
 
 def speak(path: Path, text: str, voice: str = "en-us") -> Path:

@@ -4,7 +4,9 @@ ffprobe on the video, ebur128 on the sound, parsed subtitles, and the manifest."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from conftest import (
     ffprobe,
     make_photo,
     parse_srt,
+    parse_vtt,
     write_script,
 )
 from PIL import Image
@@ -100,8 +103,8 @@ def test_subtitles_follow_measured_narration(project):
             assert len(cue["lines"]) in (1, 2)
             assert all(width(line) <= limits[lang] for line in cue["lines"])
             previous_end = cue["end"]
-        vtt = (root / entry["vtt"]).read_text(encoding="utf-8")
-        assert vtt.startswith("WEBVTT") and vtt.count("-->") == len(cues)
+        vtt = parse_vtt((root / entry["vtt"]).read_text(encoding="utf-8"))
+        assert vtt == [{k: cue[k] for k in ("start", "end", "lines")} for cue in cues]
     en = parse_srt((root / "en" / "subtitles.srt").read_text(encoding="utf-8"))
     assert en[0]["lines"] and "Switch the conveyor off" in " ".join(en[0]["lines"])
     # The narration asset's measured sentence spans drive the cue times.
@@ -232,3 +235,37 @@ def test_progress_is_reported_per_stage(tmp_path, tiny_profile):
     for stage in ("images: done", "animate: done", "narrate: done", "compose en: done"):
         assert result.output.count(stage) == 1, result.output
     assert f"en: {tmp_path / 'out' / 'test-sop' / 'en' / 'video.mp4'}" in result.output
+
+
+def test_a_damaged_manifest_is_written_whole_again(project):
+    """A manifest.json cut short held the other language's entry: a build of one language
+    warns, and builds the other again from the cache so the manifest comes out whole."""
+    path = project["root"] / "manifest.json"
+    path.write_text(path.read_text(encoding="utf-8")[:300], encoding="utf-8")
+    manifest = build(project["script"], project["out"], project["profile"], "--lang", "en")
+    assert set(manifest["outputs"]) == {"en", "zh-TW"}
+    assert manifest["outputs"]["zh-TW"]["cached"] is True
+    assert all(cached_flags(manifest).values())
+    damaged = [w for w in manifest["warnings"] if w.startswith("manifest.json could not be read")]
+    assert len(damaged) == 1 and damaged[0].endswith("written anew; zh-TW built again from "
+                                                     "the cache"), manifest["warnings"]
+
+
+def test_temporary_files_a_killed_build_left_are_swept(project):
+    """A kill -9 can leave a half-written video in a language folder and compose's private
+    folder; the next build deletes them once they are an hour old, never a fresh one."""
+    root = project["root"]
+    stale_video = root / "en" / ".tmp-1a2b3c4d-video.mp4"
+    stale_video.write_bytes(b"\0" * 1000)
+    stale_work = root / "zh-TW" / ".tmp-compose-k1ll3d"
+    stale_work.mkdir()
+    (stale_work / "mix.wav").write_bytes(b"\0" * 1000)
+    fresh = root / "en" / ".tmp-5e6f7a8b-subtitles.srt"   # another build's, still being written
+    fresh.write_text("1\n", encoding="utf-8")
+    hour_ago = time.time() - 7200
+    for path in (stale_video, stale_work / "mix.wav", stale_work):
+        os.utime(path, (hour_ago, hour_ago))
+    build(project["script"], project["out"], project["profile"])
+    assert not stale_video.exists() and not stale_work.exists()
+    assert fresh.exists()
+    fresh.unlink()

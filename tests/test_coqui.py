@@ -4,6 +4,9 @@ path as the real ones, and the consent gate around it in real builds."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +169,34 @@ def test_consent_in_another_voice_is_refused(tmp_path, recordings, narrator_opti
         make_narration(plan, plan.scenes[0], "en", backends)
     assert not (tmp_path / "out" / "test-sop" / "assets" / "narrate").exists()
     backends.release("narrate")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_an_error_inside_the_model_library_is_one_line_and_a_log(tmp_path, narrator_options):
+    """A sentence past the tiny XTTS's text limit (100 tokens): coqui asserts deep inside.
+    The user's terminal shows one line naming the stage, scene, language and backend with
+    coqui's own words; the traceback is in the log file the line names, and in the run log."""
+    from prefect.settings import get_current_settings
+
+    long = " ".join(["Check the forks, the chains and the mast before every shift"] * 12) + "."
+    script = write_script(tmp_path, base_script(music=None, scenes=[
+        {"id": "forks", "narration": long, "visual": "a forklift"}]))
+    out = tmp_path / "out"
+    env = {key: value for key, value in os.environ.items()   # a user's terminal, no test logs
+           if key != "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"}
+    env["PREFECT_API_URL"] = get_current_settings().api.url
+    done = subprocess.run([str(Path(sys.executable).with_name("sopreel")), "build", str(script),
+                           "--profile", str(studio_profile(tmp_path, narrator_options)),
+                           "--out", str(out)], env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1, done.stderr
+    assert error[0].startswith("Error: narrate (scene 'forks', language en, backend coqui) "
+                               "failed: AssertionError raised in coqui-tts (TTS.")
+    assert "XTTS can only generate text with a maximum of" in error[0]
+    log = Path(error[0].rpartition("Full traceback: ")[2])
+    assert log.parent == out / "test-sop" / "logs"
+    text = log.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in text and "AssertionError" in text
+    assert not (out / "test-sop" / "manifest.json").exists()

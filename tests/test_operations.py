@@ -35,6 +35,13 @@ def artifacts_of(flow_run_id) -> list[Any]:
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
 
 
+def flow_run_of(flow_run_id) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
 def task_runs_of(flow_run_id) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -224,7 +231,11 @@ def test_out_of_memory_with_nothing_lighter_left_is_a_clear_error(tmp_path, monk
 
 @pytest.mark.usefixtures("prefect_server")
 def test_a_model_stage_waits_for_the_gpu_lock(tmp_path, monkeypatch, tiny_sd):
-    """While another run holds the machine's GPU slot, a model stage does not start."""
+    """While another run holds the machine's GPU slot, a model stage does not start: the
+    API's timestamps show the build running before the slot was freed, and every image task
+    starting only after."""
+    from datetime import UTC, datetime, timedelta
+
     from prefect.concurrency.sync import concurrency
 
     from flows.build import build_video
@@ -239,19 +250,26 @@ def test_a_model_stage_waits_for_the_gpu_lock(tmp_path, monkeypatch, tiny_sd):
 
     def build() -> None:
         try:
-            outcome["result"] = build_video(script=str(script), out=str(out),
-                                            profile=str(sd_profile(tmp_path, tiny_sd)))
+            outcome["state"] = build_video(script=str(script), out=str(out),
+                                           profile=str(sd_profile(tmp_path, tiny_sd)),
+                                           return_state=True)
         except BaseException as exc:   # reported to the test below
             outcome["error"] = exc
 
     with concurrency(gpu.name, occupy=1, strict=True):
         worker = threading.Thread(target=build)
         worker.start()
-        time.sleep(6)
-        held_images = list((out / "test-sop" / "assets").rglob("*.png"))
-    assert held_images == []   # the images stage had not started while the slot was held
+        time.sleep(8)
+        released = datetime.now(UTC)
     worker.join(timeout=180)
     assert "error" not in outcome, outcome.get("error")
+    state = outcome["state"]
+    assert state.is_completed(), state
+    flow_run = flow_run_of(state.state_details.flow_run_id)
+    images = [run for run in task_runs_of(flow_run.id) if run.name.startswith("image-")]
+    assert len(images) == 2
+    assert flow_run.start_time < released - timedelta(seconds=3)   # it was running, waiting
+    assert all(run.start_time >= released for run in images), [r.start_time for r in images]
     assert len(list((out / "test-sop" / "assets" / "images").glob("*.png"))) == 2
 
 
@@ -290,3 +308,59 @@ def test_build_all_builds_every_script_and_lists_the_ones_it_could_not(tmp_path,
         assert len(cached) == 6 and all(cached)
         assert manifest.outputs["en"].cached
     assert not (out / "broken").exists()
+
+
+class _Fragile:
+    """A camera-move backend that breaks, as a model library would, on a 'shatter' motion."""
+
+    @staticmethod
+    def make() -> type:
+        from stages.animate.kenburns import KenBurnsBackend
+
+        class Fragile(KenBurnsBackend):
+            name = "fragile"
+
+            def animate(self, request, out, on_progress=None):
+                if request.motion == "shatter":
+                    raise ValueError("tensor shapes do not match: (1, 16) and (1, 9)")
+                return super().animate(request, out, on_progress)
+        return Fragile
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_build_all_finishes_the_others_when_one_script_fails_inside_a_stage(
+        tmp_path, monkeypatch):
+    """A script whose clip fails half-way through the build (after its images and narration)
+    is listed in the build-problems artifact; every other script is built to the end."""
+    from flows.build import build_all
+    from stages import animate
+
+    monkeypatch.setitem(animate.BACKENDS._targets, "fragile", _Fragile.make())
+    use_operations(monkeypatch, tmp_path)
+    folder = tmp_path / "library"
+    write_script(folder, base_script(id="forklift"), "forklift.yaml")
+    broken = base_script(id="shatters")
+    broken["scenes"][1]["motion"] = "shatter"
+    write_script(folder, broken, "shatters.yaml")
+    write_script(folder, base_script(id="lockout"), "lockout.yaml")
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "animate": {
+        **TINY_PROFILE["animate"], "backend": "fragile"}}), encoding="utf-8")
+    out = tmp_path / "out"
+
+    state = build_all(folder=str(folder), profile=str(profile), out=str(out), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(SopreelError) as caught:
+        state.result()
+    message = str(caught.value)
+    assert message.startswith(f"1 of 3 scripts under {folder} were not built:")
+    assert ("shatters: animate (scene 'lock', backend fragile) failed: ValueError raised in "
+            "test_operations: tensor shapes do not match: (1, 16) and (1, 9)") in message
+    problems = {a.key: a.data for a in artifacts_of(state.state_details.flow_run_id)}
+    assert "shatters: animate (scene 'lock'" in problems["build-problems"]
+    for script_id in ("forklift", "lockout"):
+        assert (out / script_id / "en" / "video.mp4").is_file()
+        assert (out / script_id / "manifest.json").is_file()
+    assert not (out / "shatters" / "en").exists()
+    assert not (out / "shatters" / "manifest.json").exists()
+    assert list((out / "shatters" / "logs").glob("*-animate-lock.log"))

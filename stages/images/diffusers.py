@@ -22,9 +22,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stages.diffusion import DiffusionOptions, PipelineBackend, PipelineSlot, step_reporter
-from stages.errors import DataFileError, SopreelError
+from stages.errors import DataFileError, SopreelError, first_line
 from stages.images import ImageBackend, ImageOptions, ImageRequest
-from stages.models import LOAD_ERRORS, ModelSource, fingerprint, first_line, locate, refuse_pickle
+from stages.models import LOAD_ERRORS, ModelSource, fingerprint, locate, refuse_pickle
 from stages.paths import TEMPLATES
 from stages.yamlfile import load_yaml
 
