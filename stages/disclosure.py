@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,11 +49,37 @@ def video_source_type(asset_types: list[str | None]) -> str:
     return COMPOSITE_TRAINED if TRAINED in asset_types else COMPOSITE_SYNTHETIC
 
 
+# What a video's pictures are, which the notice says (templates/disclosure.yaml).
+Pictures = Literal["generated", "mixed", "photos"]
+
+
 class DisclosureText(BaseModel):
+    """The notice and the label one video shows (a profile may set them per language)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     notice: str = Field(min_length=1, max_length=300)
     label: str = Field(min_length=1, max_length=40)
+
+
+class NoticeTexts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generated: str = Field(min_length=1, max_length=300)
+    mixed: str = Field(min_length=1, max_length=300)
+    photos: str = Field(min_length=1, max_length=300)
+
+
+class LanguageTexts(BaseModel):
+    """A language's entry in templates/disclosure.yaml: a notice for each kind of pictures."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    notice: NoticeTexts
+    label: str = Field(min_length=1, max_length=40)
+
+    def for_pictures(self, pictures: Pictures) -> DisclosureText:
+        return DisclosureText(notice=getattr(self.notice, pictures), label=self.label)
 
 
 class DisclosureOptions(BaseModel):
@@ -76,28 +103,31 @@ class DisclosureOptions(BaseModel):
 
 
 @cache
-def default_texts() -> dict[str, DisclosureText]:
+def default_texts() -> dict[str, LanguageTexts]:
     path = TEMPLATES / "disclosure.yaml"
     located = load_yaml(path, DataFileError)
     texts = {}
     for code, entry in (located.data or {}).items():
         try:
-            texts[code] = DisclosureText.model_validate(entry)
+            texts[code] = LanguageTexts.model_validate(entry)
         except ValidationError as exc:
-            raise DataFileError(path, problems_from(exc, DisclosureText, located,
+            raise DataFileError(path, problems_from(exc, LanguageTexts, located,
                                                     (code,))) from None
     return texts
 
 
-def texts_for(language: str, options: DisclosureOptions) -> tuple[DisclosureText, str | None]:
-    """The notice and label in `language`, and a warning when English stands in for it."""
+def texts_for(language: str, options: DisclosureOptions,
+              pictures: Pictures = "generated") -> tuple[DisclosureText, str | None]:
+    """The notice (worded for what the pictures are) and label in `language`, and a warning
+    when English stands in for it. A profile's own text is used as written."""
     if language in options.text:
         return options.text[language], None
     texts = default_texts()
     if language in texts:
-        return texts[language], None
-    return texts["en"], (f"{language}: the AI notice is shown in English (add a {language} "
-                         "text to templates/disclosure.yaml or the profile's disclosure.text)")
+        return texts[language].for_pictures(pictures), None
+    return texts["en"].for_pictures(pictures), (
+        f"{language}: the AI notice is shown in English (add a {language} text to "
+        "templates/disclosure.yaml or the profile's disclosure.text)")
 
 
 def mp4_tags(*, title: str, notice: str, source_type: str, producer: str,

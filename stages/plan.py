@@ -37,7 +37,15 @@ from stages.compose import (
     notice_seconds,
     video_seconds,
 )
-from stages.disclosure import DisclosureText, mp4_tags, strongest, texts_for, video_source_type
+from stages.disclosure import (
+    TRAINED,
+    DisclosureText,
+    Pictures,
+    mp4_tags,
+    strongest,
+    texts_for,
+    video_source_type,
+)
 from stages.errors import ConsentError, SopreelError, Work, first_line, reported
 from stages.languages import Language
 from stages.licenses import WeightsUse, parse_use, refuse_noncommercial
@@ -98,7 +106,16 @@ class BuildPlan:
         return tuple(split_sentences(text, languages.get(language)))
 
     def disclosure_text(self, language: str) -> DisclosureText:
-        return texts_for(language, self.profile.disclosure)[0]
+        return texts_for(language, self.profile.disclosure, self.pictures)[0]
+
+    @property
+    def pictures(self) -> Pictures:
+        """What the video's pictures are, for the notice: a scene shows a real photo when a
+        supplied photo is only moved by the camera, not animated by a trained model."""
+        choice = self.profile.stages["animate"]
+        remade = REGISTRIES["animate"].get(choice.backend).source_type == TRAINED
+        synthetic = [scene.photo is None or remade for scene in self.scenes]
+        return "generated" if all(synthetic) else "mixed" if any(synthetic) else "photos"
 
     def work(self, stage: str, scene: ScenePlan | None = None, language: str | None = None,
              notice: bool = False) -> Work:

@@ -260,6 +260,25 @@ def test_a_profile_typo_in_the_animate_stage_names_its_line(tmp_path):
         load_profile(profile)
 
 
+def test_a_photo_a_model_animates_counts_as_a_generated_picture_in_the_notice(tiny_wan,
+                                                                            tmp_path):
+    from stages.plan import plan_build
+    from stages.script import load_script
+
+    make_photo(tmp_path / "photos" / "a.jpg", (320, 180))
+    script = base_script(music=None)
+    for scene in script["scenes"]:
+        scene["image"] = "photos/a.jpg"
+    loaded = load_script(write_script(tmp_path, script))
+    profile = tmp_path / "wan.yaml"
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "animate": {
+        "backend": "wan-i2v", "model": str(tiny_wan), "license": "Apache-2.0"}}),
+        encoding="utf-8")
+    assert plan_build(loaded, load_profile(profile), tmp_path).pictures == "generated"
+    profile.write_text(yaml.safe_dump(TINY_PROFILE), encoding="utf-8")   # a camera move
+    assert plan_build(loaded, load_profile(profile), tmp_path).pictures == "photos"
+
+
 @pytest.mark.usefixtures("prefect_server")
 def test_a_profile_naming_a_local_wan_folder_builds_clips_that_fit_the_narration(tiny_wan,
                                                                                  tmp_path):

@@ -20,6 +20,9 @@ from flows.cli import main
 from stages import languages
 from stages.disclosure import default_texts
 from stages.licenses import license_table, parse_use
+from stages.plan import plan_build
+from stages.profile import load_profile
+from stages.script import load_script
 from stages.style import load_style, rgb
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -77,7 +80,7 @@ def test_every_video_opens_with_a_seen_and_heard_ai_notice_and_machine_readable_
     background = np.array(rgb(load_style("clean-industrial").colors.background))
     cards = {}
     for lang in ("en", "zh-TW"):
-        text = default_texts()[lang]
+        text = default_texts()[lang].for_pictures("generated")   # every scene is drawn
         entry, video = manifest["outputs"][lang], out / "test-sop" / lang / "video.mp4"
         assert entry["notice"] == {"text": text.notice, "spoken": True, "label": text.label}
         spoken = manifest["notices"][lang]
@@ -135,10 +138,42 @@ def test_every_video_opens_with_a_seen_and_heard_ai_notice_and_machine_readable_
 def test_every_language_has_its_notice_and_every_model_licence_is_defined():
     texts = default_texts()
     assert set(languages.languages()) <= set(texts)
+    for code, text in texts.items():   # three different sentences for three kinds of pictures
+        notices = {text.for_pictures(kind).notice for kind in ("generated", "mixed", "photos")}
+        assert len(notices) == 3, code
     assert license_table().licenses     # loading checks every model's licence is defined
     assert parse_use("commercial") == ("training", True)
     assert parse_use("marketing, commercial") == ("marketing", True)
     assert parse_use("training") == ("training", False)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_notice_says_what_the_pictures_are(tmp_path, tiny_profile):
+    """Supplied photos moved only by a camera move are real: the notice says only the voice is
+    synthetic; with one drawn scene among them it says some pictures are."""
+    folder = tmp_path / "sop"
+    make_photo(folder / "photos" / "a.jpg", (320, 180))
+    make_photo(folder / "photos" / "b.jpg", (320, 180), colour=(40, 40, 200))
+    script = base_script(music=None)
+    for scene, photo in zip(script["scenes"], ("a.jpg", "b.jpg"), strict=True):
+        scene["image"] = f"photos/{photo}"
+    path = write_script(folder, script)
+    out = tmp_path / "out"
+    code, output = cli("build", str(path), "--profile", str(tiny_profile), "--out", str(out))
+    assert code == 0, output
+    photos = "This video was made with AI. Its voice is synthetic; its photos are real."
+    assert manifest_of(out)["outputs"]["en"]["notice"]["text"] == photos
+    assert ffprobe(out / "test-sop" / "en" / "video.mp4")["format"]["tags"]["description"] \
+        == photos
+
+    del script["scenes"][1]["image"]
+    plan = plan_build(load_script(write_script(folder, script)), load_profile(tiny_profile),
+                      out)
+    assert plan.pictures == "mixed"
+    assert plan.disclosure_text("en").notice == ("This video was made with AI. Its voice and "
+                                                 "some of its pictures are synthetic.")
+    zh = plan.disclosure_text("zh-TW").notice
+    assert zh == "本影片由人工智慧製作，其中的聲音與部分畫面為合成。"
 
 
 # ------------------------------------------------------------------------------- provenance
