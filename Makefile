@@ -1,6 +1,7 @@
 # sopreel: the two commands a new user needs are `make demo` and `make test`.
 # Both set up everything first: system packages (ffmpeg with libass, espeak-ng, Noto fonts
-# for Latin, CJK and Thai) through apt when missing, then the virtual environment in .venv.
+# for Latin, CJK and Thai, Symbola for emoji) through apt when missing, then the virtual
+# environment in .venv, exactly as uv.lock pins it.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -23,6 +24,7 @@ system:
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	fc-list 2>/dev/null | grep -q 'Noto Sans CJK' || missing="$$missing fonts-noto-cjk"; \
 	fc-list 2>/dev/null | grep -q 'Noto Sans Thai' || missing="$$missing fonts-noto-core"; \
+	fc-list 2>/dev/null | grep -q 'Symbola' || missing="$$missing fonts-symbola"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -9,6 +9,7 @@ from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_script
 from pythainlp.tokenize import word_tokenize
@@ -89,7 +90,7 @@ languages: [en, th]
 scenes:
   - id: gloves
     narration: Wear gloves.
-    caption: "Gloves \U0001F9E4"
+    caption: "Extinguisher \U0001F9EF"
     visual: gloves
 translations:
   th:
@@ -100,8 +101,83 @@ translations:
         load_script(script)
     message = str(caught.value)
     assert "script.yaml:8: scenes[0].caption" in message
-    assert "U+1F9E4 GLOVES" in message and "Noto Sans" in message
+    assert "U+1F9EF FIRE EXTINGUISHER" in message and "Noto Sans" in message
     assert message.count("\n") == 1   # one problem: the Thai text is fine
+
+
+# --- emoji and symbols --------------------------------------------------------------------
+
+EMOJI = ["✅", "❌", "🚫", "🔥", "⚠️", "🙂", "🧤"]
+TOFU = "\ue000"   # private use: no font has it, so a renderer draws its missing-glyph box
+
+
+def _libass_picture(tmp_path: Path, line: str) -> np.ndarray:
+    """One 320x180 frame with `line` (ASS text, font switches included) burned in by libass,
+    as black on a white card: the ink as a boolean mask."""
+    ass = tmp_path / "t.ass"
+    ass.write_text("[Script Info]\nScriptType: v4.00+\nPlayResX: 320\nPlayResY: 180\n\n"
+                   "[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, Alignment\n"
+                   "Style: Big,Noto Sans,96,&H00000000,5\n\n[Events]\nFormat: Layer, Start, "
+                   f"End, Style, Text\nDialogue: 0,0:00:00.00,0:00:01.00,Big,{line}\n",
+                   encoding="utf-8")
+    done = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                           "color=white:s=320x180:d=1", "-vf", "ass=t.ass", "-frames:v", "1",
+                           "-f", "rawvideo", "-pix_fmt", "gray", "-"], cwd=tmp_path,
+                          capture_output=True, check=True)
+    return np.frombuffer(done.stdout, dtype=np.uint8).reshape(180, 320) < 128
+
+
+def _pillow_picture(text: str, font: str | None = None) -> np.ndarray:
+    """`text` drawn by the storyboard's text drawing; with `font`, in that font alone."""
+    from PIL import Image, ImageDraw
+
+    from stages.fonts import pillow_font
+    from stages.images.storyboard import draw_text
+
+    image = Image.new("L", (320, 180), 255)
+    draw = ImageDraw.Draw(image)
+    if font:
+        draw.text((160, 90), text, font=pillow_font(font, 96), fill=0, anchor="mm")
+    else:
+        draw_text(draw, (160, 90), text, 96, fill=0, anchor="mm")
+    return np.asarray(image) < 128
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+@pytest.mark.parametrize("emoji", EMOJI)
+def test_emoji_are_drawn_in_burned_text_and_storyboards(tmp_path, emoji):
+    """Each emoji training material uses is drawn, by libass in captions and subtitles and by
+    Pillow on storyboards: ink in its box, and not the missing-glyph box a renderer shows
+    for a character its font lacks."""
+    chain = font_chain(EN.font)
+    caption = f"Wear gloves {emoji}"
+    assert "".join(run for _, run in font_runs(caption, chain)) == caption   # nothing dropped
+    burned = _libass_picture(tmp_path, ass_line(emoji, chain))
+    tofu = _libass_picture(tmp_path, "{\\fnSymbola}" + TOFU)
+    assert tofu.sum() > 200 and burned.sum() > 200, (tofu.sum(), burned.sum())
+    assert _overlap(burned, tofu) < 0.5
+    drawn, tofu = _pillow_picture(emoji), _pillow_picture(TOFU, font="Symbola")
+    assert tofu.sum() > 200 and drawn.sum() > 200, (tofu.sum(), drawn.sum())
+    assert _overlap(drawn, tofu) < 0.5
+    if emoji.endswith("\ufe0f"):   # the presentation selector draws nothing of its own
+        assert np.array_equal(drawn, _pillow_picture(emoji[0]))
+
+
+def test_emoji_in_a_caption_pass_validation(tmp_path):
+    script = write_script(tmp_path, """\
+id: emoji
+title: "Hot work \u26a0\ufe0f"
+language: en
+scenes:
+  - id: gloves
+    narration: Wear gloves.
+    caption: "\u2705 Gloves \U0001F9E4  \u274c Bare hands \U0001F6AB \U0001F525"
+    visual: gloves
+""")
+    assert load_script(script).script.scenes[0].caption.startswith("\u2705 Gloves")
 
 
 # --- line breaking -----------------------------------------------------------------------

@@ -36,9 +36,14 @@ def summary(visual: str, limit: int = 110) -> str:
 CHAIN_START = "Noto Sans CJK SC"   # Latin, Cyrillic, Greek, CJK, kana, Hangul
 
 
+# Emoji and text presentation selectors: Pillow's basic layout (no shaping) would draw them
+# as glyphs of their own (a dotted circle after "⚠️"); libass shapes them away.
+VARIATION_SELECTORS = dict.fromkeys((0xFE0E, 0xFE0F))
+
+
 def _runs(text: str, size: int, bold: bool) -> list[tuple[ImageFont.FreeTypeFont, str]]:
-    return [(pillow_font(family, size, bold), run)
-            for family, run in font_runs(text, font_chain(CHAIN_START))]
+    return [(pillow_font(family, size, bold), run) for family, run in
+            font_runs(text.translate(VARIATION_SELECTORS), font_chain(CHAIN_START))]
 
 
 def text_length(text: str, size: int, bold: bool = False) -> float:
