@@ -7,11 +7,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SHELL  := /bin/bash
 DEMO_SCRIPT ?= templates/scripts/forklift-preshift.yaml
 UV_VERSION := 0.13.9
 UV     := $(BIN)/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+CPU_BENCHMARKS := draft_build compose trust prefect_ops
 
 .PHONY: setup system venv uv lock demo test lint bench bench-gpu clean
 
@@ -60,10 +62,18 @@ test: setup
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# The CPU benchmarks at full size; each prints its provenance and tables, also kept in
+# bench/out/NAME.md. `make test` runs every benchmark in its quick mode instead.
 bench: setup
-	$(BIN)/python bench/draft_build.py
-	$(BIN)/python bench/compose.py
-	$(BIN)/python bench/trust.py
+	@mkdir -p bench/out
+	@set -o pipefail; for name in $(CPU_BENCHMARKS); do \
+	  echo "== bench/$$name.py"; \
+	  $(BIN)/python bench/$$name.py | tee bench/out/$$name.md || exit 1; \
+	done
+
+# Every GPU benchmark in one go (about 8 minutes on one H100/H200); tables in bench/out/gpu/.
+bench-gpu: setup
+	$(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV) outputs bench/out

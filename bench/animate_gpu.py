@@ -14,7 +14,7 @@ model.
 
 Usage: .venv/bin/python bench/animate_gpu.py [--runs 3] [--compile] [--attention NAME]
        [--json OUT]
-       .venv/bin/python bench/animate_gpu.py --tiny   # CPU check of this script (scaled down)
+       .venv/bin/python bench/animate_gpu.py --quick  # CPU check of this script (scaled down)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench_args import print_table, random_weights, seconds_of
+from bench_args import add_quick, print_provenance, print_table, random_weights, seconds_of
 
 WAN_I2V_14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128,
                    in_channels=36, out_channels=16, text_dim=4096, freq_dim=256,
@@ -67,10 +67,10 @@ def build(config: dict, device: str, dtype) -> object:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    config = {**WAN_I2V_14B, **(TINY if args.tiny else {})}
-    shape = SHAPE_TINY if args.tiny else SHAPE_480P
+    config = {**WAN_I2V_14B, **(TINY if args.quick else {})}
+    shape = SHAPE_TINY if args.quick else SHAPE_480P
     started = time.perf_counter()
     model = build(config, device, dtype)
     if args.attention:
@@ -126,9 +126,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="compile the repeated blocks")
     parser.add_argument("--attention", help="a diffusers attention backend (e.g. _native_cudnn)")
-    parser.add_argument("--tiny", action="store_true", help="scaled-down check on the CPU")
+    add_quick(parser)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
+    print_provenance()
     result = run(args)
     print(json.dumps(result, indent=1), flush=True)
     print_table(["step", "PFLOP", "s (median)", "TFLOP/s", "floor s", "x floor"],

@@ -5,7 +5,7 @@ Runs `sopreel build` exactly as a user does, twice per Prefect setup:
   * server:   a `prefect server start` already running on loopback (how a team runs it).
 
 Targets (issue 2): cold build <= 0.5 x video duration; re-run <= 0.25 x cold build.
-Usage: .venv/bin/python bench/draft_build.py [SCRIPT] [--lang en]
+Usage: .venv/bin/python bench/draft_build.py [SCRIPT] [--lang en] [--profile draft] [--quick]
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_args import ROOT, bench_arguments
+from bench_args import ROOT, bench_arguments, print_table
 
 SOPREEL = ROOT / ".venv" / "bin" / "sopreel"
 PREFECT = ROOT / ".venv" / "bin" / "prefect"
 
 
-def timed_build(script: Path, out: Path, lang: str, env: dict[str, str]) -> float:
+def timed_build(script: Path, out: Path, lang: str, env: dict[str, str],
+                profile: str = "draft") -> float:
     started = time.perf_counter()
-    subprocess.run([str(SOPREEL), "build", str(script), "--lang", lang, "--out", str(out)],
-                   env=env, check=True, capture_output=True)
+    subprocess.run([str(SOPREEL), "build", str(script), "--lang", lang, "--out", str(out),
+                    "--profile", profile], env=env, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
@@ -56,21 +57,18 @@ def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the Prefect server did not start")
 
 
-def measure(script: Path, lang: str, env: dict[str, str], label: str) -> dict[str, float]:
+def measure(script: Path, lang: str, profile: str, env: dict[str, str],
+            label: str) -> list[str]:
     out = Path(tempfile.mkdtemp(prefix="sopreel-bench-"))
     try:
-        cold = timed_build(script, out, lang, env)
-        rerun = timed_build(script, out, lang, env)
+        cold = timed_build(script, out, lang, env, profile)
+        rerun = timed_build(script, out, lang, env, profile)
         manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
         duration = manifest["outputs"][lang]["duration_s"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    row = {"video_s": duration, "cold_s": cold, "rerun_s": rerun,
-           "cold_ratio": cold / duration, "rerun_ratio": rerun / cold}
-    print(f"{label:<9} video {duration:5.1f} s | cold {cold:5.1f} s = {row['cold_ratio']:.2f} x "
-          f"video (target <= 0.50) | re-run {rerun:4.1f} s = {row['rerun_ratio']:.2f} x cold "
-          f"(target <= 0.25)", flush=True)
-    return row
+    return [label, f"{duration:.1f}", f"{cold:.1f}", f"{cold / duration:.2f}", f"{rerun:.1f}",
+            f"{rerun / cold:.2f}"]
 
 
 def main() -> None:
@@ -78,18 +76,23 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="sopreel-bench-prefect-")
     env = {**os.environ, "PREFECT_HOME": home}
     env.pop("PREFECT_API_URL", None)
-    print(f"cores: {os.cpu_count()}, script: {args.script}, language: {args.lang}")
+    print(f"cores: {os.cpu_count()}, script: {args.script}, language: {args.lang}, "
+          f"profile: {args.profile}")
     # Migrate Prefect's database once, so "cold" means cold media work, not a first install.
     subprocess.run([str(PREFECT), "server", "database", "upgrade", "-y"], env=env,
                    check=True, capture_output=True)
-    measure(Path(args.script), args.lang, env, "embedded")
+    script = Path(args.script)
+    rows = [measure(script, args.lang, args.profile, env, "embedded")]
     server, url = start_server(env)
     try:
-        measure(Path(args.script), args.lang, {**env, "PREFECT_API_URL": url}, "server")
+        rows.append(measure(script, args.lang, args.profile, {**env, "PREFECT_API_URL": url},
+                            "server"))
     finally:
         server.terminate()
         server.wait(timeout=30)
     shutil.rmtree(home, ignore_errors=True)
+    print_table(["Prefect", "video s", "cold s", "cold x video (<= 0.50)", "re-run s",
+                 "re-run x cold (<= 0.25)"], rows)
 
 
 if __name__ == "__main__":

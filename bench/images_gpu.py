@@ -12,7 +12,7 @@ Published anchors: SDXL 30 steps 2.4 s on an A100 with compile and int8; FLUX.1-
 
 Usage: .venv/bin/python bench/images_gpu.py [--only sdxl,flux-schnell,flux-dev] [--runs 3]
        [--no-compile] [--json OUT]
-       .venv/bin/python bench/images_gpu.py --tiny   # CPU check of this script (scaled down)
+       .venv/bin/python bench/images_gpu.py --quick  # CPU check of this script (scaled down)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from bench_args import print_table, seconds_of  # noqa: E402
+from bench_args import add_quick, print_provenance, print_table, seconds_of  # noqa: E402
 
 CONFIGS = {   # from the models' config.json files
     "clip_l": dict(vocab_size=49408, hidden_size=768, intermediate_size=3072,
@@ -186,15 +186,16 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(CASES))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled runs")
-    parser.add_argument("--tiny", action="store_true", help="scaled-down check on the CPU")
+    add_quick(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    size = 64 if args.tiny else 1024
+    print_provenance()
+    size = 64 if args.quick else 1024
     out = Path("/tmp/sopreel-bench-image.png")
     results = []
     for name in args.only.split(","):
-        for compiled in ([False] if args.no_compile else [False, True]):
-            result = run_case(name, compiled, 1 if args.tiny else args.runs, size, args.tiny,
+        for compiled in ([False] if args.no_compile or args.quick else [False, True]):
+            result = run_case(name, compiled, 1 if args.quick else args.runs, size, args.quick,
                               out)
             results.append(result)
             print(json.dumps(result), flush=True)

@@ -13,7 +13,7 @@ CUDA graphs (static cache + torch.compile, `--compile` here).
 
 Usage: .venv/bin/python bench/music_gpu.py [--models small,medium] [--runs 2] [--compile]
        [--json OUT]
-       .venv/bin/python bench/music_gpu.py --tiny   # CPU check of this script (scaled down)
+       .venv/bin/python bench/music_gpu.py --quick  # CPU check of this script (scaled down)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_args import ROOT, print_table, random_weights, seconds_of
+from bench_args import ROOT, add_quick, print_provenance, print_table, random_weights, seconds_of
 
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
@@ -86,9 +86,9 @@ def run(size: str, args: argparse.Namespace) -> dict:
     from stages.music import MusicRequest, cut_tail
     from stages.music.musicgen import MusicgenBackend, MusicgenOptions
 
-    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    window, context = (4.0, 1.0) if args.tiny else (30.0, 10.0)
+    window, context = (4.0, 1.0) if args.quick else (30.0, 10.0)
     started = time.perf_counter()
     model, processor = build(size, device, dtype)
     if args.compile:    # CUDA graphs through transformers' static cache
@@ -132,10 +132,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--compile", action="store_true",
                         help="static cache + torch.compile (CUDA graphs)")
-    parser.add_argument("--tiny", action="store_true", help="scaled-down check on the CPU")
+    add_quick(parser)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    sizes = ["tiny"] if args.tiny else args.models.split(",")
+    print_provenance()
+    sizes = ["tiny"] if args.quick else args.models.split(",")
     results = [run(size, args) for size in sizes]
     print(json.dumps(results, indent=1), flush=True)
     print_table(["model", "window", "new s", "s (median)", "x real time"],

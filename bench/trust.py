@@ -3,7 +3,7 @@ every generated ingredient), the allowlist check of a supplied file, the script 
 generated input, and the length the spoken AI notice adds.
 
 Builds the script with the draft profile first (cached assets are reused), then times the
-steps on its videos. Usage: .venv/bin/python bench/trust.py [SCRIPT] [--lang en]
+steps on its videos. Usage: .venv/bin/python bench/trust.py [SCRIPT] [--lang en] [--quick]
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def main() -> None:
     args = bench_arguments(__doc__)
     out = ROOT / "bench" / "out"
     subprocess.run([str(ROOT / ".venv" / "bin" / "sopreel"), "build", str(args.script),
-                    "--lang", args.lang, "--out", str(out)], check=True, capture_output=True)
+                    "--lang", args.lang, "--out", str(out), "--profile", args.profile],
+                   check=True, capture_output=True)
     root = out / yaml.safe_load(Path(args.script).read_text(encoding="utf-8"))["id"]
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     assets = [a for scene in manifest["scenes"] for a in scene["assets"]

@@ -496,15 +496,11 @@ def _music_tail(plan: BuildPlan, piece: Asset, seconds: float) -> Asset:
                     ".wav", lambda out: music.cut_tail(piece.path, seconds, out), None, (piece,))
 
 
-def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[Asset],
-               narrations: list[Asset], bed: Asset | None, notice: Asset | None = None,
-               on_progress=None) -> ComposeResult:
-    """Compose one language's video from the scenes' clips and narrations, open it with the
-    AI notice (`notice`: the notice read aloud), mark it, and sign it when a signer is set.
-
-    The finished files are stamped with the key of everything they were made from, so an
-    unchanged build is not encoded again (the result then says `cached`).
-    """
+def compose_job(plan: BuildPlan, language: str, stills: list[Asset], clips: list[Asset],
+                narrations: list[Asset], bed: Asset | None,
+                notice: Asset | None = None) -> ComposeJob:
+    """What compose makes one language's video from: the scenes' clips and narrations, the
+    AI notice (`notice`: read aloud), the corner label and the disclosure tags."""
     lang: Language = languages.get(language)
     lines = plan.loaded.lines(language)
     scenes = [SceneInput(clip=clip.path, clip_seconds=float(clip.info["seconds"]),
@@ -514,21 +510,42 @@ def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[
               for clip, voice, text in zip(clips, narrations, lines, strict=True)]
     title = plan.loaded.title(language)
     disclosure, text = plan.profile.disclosure, plan.disclosure_text(language)
-    made_of = [*stills, *clips, *narrations, *([bed] if bed else []),
-               *([notice] if notice else [])]
-    source_type = video_source_type([a.info.get("digital_source_type") for a in made_of])
-    script = plan.loaded
-    job = ComposeJob(
+    made_of = _made_of(stills, clips, narrations, bed, notice)
+    script = plan.loaded.script
+    return ComposeJob(
         language=lang, title=title, scenes=scenes, style=plan.style,
         options=plan.profile.compose, music=bed.path if bed else None,
         notice=Notice(text.notice, notice.path if notice else None,
                       float(notice.info["seconds"]) if notice else 0.0,
                       disclosure.seconds) if disclosure.notice else None,
         label=text.label if disclosure.label else None,
-        metadata={**mp4_tags(title=title or script.script.title, notice=text.notice,
-                             source_type=source_type, producer=disclosure.producer,
-                             produce_id=_produce_id(script.script.id, language, made_of)),
+        metadata={**mp4_tags(title=title or script.title, notice=text.notice,
+                             source_type=_source_type(made_of), producer=disclosure.producer,
+                             produce_id=_produce_id(script.id, language, made_of)),
                   "language": lang.iso639_2})
+
+
+def _made_of(stills: list[Asset], clips: list[Asset], narrations: list[Asset],
+             bed: Asset | None, notice: Asset | None) -> list[Asset]:
+    return [*stills, *clips, *narrations, *([bed] if bed else []), *([notice] if notice else [])]
+
+
+def _source_type(assets: list[Asset]) -> str:
+    return video_source_type([a.info.get("digital_source_type") for a in assets])
+
+
+def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[Asset],
+               narrations: list[Asset], bed: Asset | None, notice: Asset | None = None,
+               on_progress=None) -> ComposeResult:
+    """Compose one language's video (`compose_job`), and sign it when a signer is set.
+
+    The finished files are stamped with the key of everything they were made from, so an
+    unchanged build is not encoded again (the result then says `cached`).
+    """
+    job = compose_job(plan, language, stills, clips, narrations, bed, notice)
+    made_of = _made_of(stills, clips, narrations, bed, notice)
+    source_type = _source_type(made_of)
+    title = job.title or plan.loaded.script.title
     signing = plan.signing
     out_dir = plan.out_dir / language
     key = recipe_key("compose", {"job": job, "version": COMPOSE_VERSION,
@@ -539,13 +556,13 @@ def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[
     if previous and previous["key"] == key and _intact(out_dir, previous):
         return ComposeResult(**{**previous["result"], **_paths(out_dir)}, cached=True)
     marks: dict[str, Any] = {"digital_source_type": source_type, "tags": job.metadata,
-                             "notice": {"text": text.notice, "spoken": notice is not None,
+                             "notice": {"text": job.notice.text, "spoken": notice is not None,
                                         "label": job.label} if job.notice else None}
 
     def seal(video: Path) -> None:   # the very last step: any later remux would strip it
         if signing:
             marks["provenance"] = sign_mp4(
-                video, signing, title=f"{title or script.script.title} ({language})",
+                video, signing, title=f"{title} ({language})",
                 source_type=source_type, ingredients=_ingredients(made_of),
                 generator=_version())
 
