@@ -32,7 +32,7 @@ LOCAL_THREADS = 2
 class _ThreadTimeoutNotice(logging.Filter):
     """Drop Prefect's warning, repeated for every task, that a time limit cannot interrupt a
     blocking call in a worker thread: sopreel's work is Python loops and ffmpeg runs read line
-    by line, which a limit does interrupt (README, "Retries, time limits, the GPU lock")."""
+    by line, which a limit does interrupt (docs/prefect.md, "Retries, time limits...")."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.msg, str) and record.msg.startswith("Timeout of %s")
