@@ -115,3 +115,53 @@ def seconds_of(call: Callable[[], Any], device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - begin
+
+
+SOPREEL = ROOT / ".venv" / "bin" / "sopreel"
+PREFECT = ROOT / ".venv" / "bin" / "prefect"
+
+
+def prefect_environment() -> dict[str, str]:
+    """The environment of a user with no PREFECT_API_URL, in a Prefect home of its own whose
+    database is already made (so "cold" means cold media work, not a first install)."""
+    import tempfile
+
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=tempfile.mkdtemp(prefix="sopreel-bench-prefect-"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", SOPREEL_SERVER_PORT=str(free_port()))
+    subprocess.run([str(PREFECT), "server", "database", "upgrade", "-y"], env=env,
+                   check=True, capture_output=True)
+    return env
+
+
+def stop_background_server(env: dict[str, str]) -> None:
+    """Stop the server `sopreel` started in that environment's Prefect home, if any."""
+    subprocess.run([str(SOPREEL), "server", "stop"], env=env, check=True, capture_output=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """A `prefect server start` on loopback, as a team runs one; and its API URL."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    server = subprocess.Popen([str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port",
+                               str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    for _ in range(1500):
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1):
+                return server, url
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the Prefect server did not start")

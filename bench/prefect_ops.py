@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_args import QUICK, ROOT, bench_arguments, print_table
-from draft_build import SOPREEL, start_server
+from bench_args import QUICK, ROOT, SOPREEL, bench_arguments, print_table, start_server
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 

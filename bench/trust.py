@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 
 import yaml
-from bench_args import ROOT, bench_arguments, print_table
+from bench_args import (
+    ROOT,
+    SOPREEL,
+    bench_arguments,
+    prefect_environment,
+    print_table,
+    stop_background_server,
+)
 
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
@@ -39,9 +46,14 @@ def best_of(runs: int, call) -> float:
 def main() -> None:
     args = bench_arguments(__doc__)
     out = ROOT / "bench" / "out"
-    subprocess.run([str(ROOT / ".venv" / "bin" / "sopreel"), "build", str(args.script),
-                    "--lang", args.lang, "--out", str(out), "--profile", args.profile],
-                   check=True, capture_output=True)
+    env = prefect_environment()
+    try:
+        subprocess.run([str(SOPREEL), "build", str(args.script), "--lang", args.lang, "--out",
+                        str(out), "--profile", args.profile], env=env, check=True,
+                       capture_output=True)
+    finally:
+        stop_background_server(env)
+        shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     root = out / yaml.safe_load(Path(args.script).read_text(encoding="utf-8"))["id"]
     manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     assets = [a for scene in manifest["scenes"] for a in scene["assets"]

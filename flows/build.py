@@ -30,7 +30,14 @@ from flows.artifacts import ProgressArtifacts, publish_build, publish_problems
 from flows.settings import Operations, load_operations, operations_file
 from stages.assets import Asset
 from stages.compose import ComposeResult
-from stages.errors import SopreelError, StageFailure, TransientError, first_line, out_of_memory
+from stages.errors import (
+    NotCached,
+    SopreelError,
+    StageFailure,
+    TransientError,
+    first_line,
+    out_of_memory,
+)
 from stages.manifest import write_manifest
 from stages.plan import (
     BuildPlan,
@@ -146,9 +153,10 @@ Call = tuple[int, tuple[Any, ...]]   # the index of the plan an item belongs to,
 
 
 def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[Call]) -> list[Any]:
-    """Run one stage's tasks with the site's retries and time limit, wait for them, then free
-    the stage's models before the next stage. A stage that loads models holds the GPU lock
-    from its first task to that release.
+    """Run one stage: first take from the cache what is already made, in this process and
+    without a task run, a model or the GPU (`BuildPlan.peeking`); then run the rest as tasks
+    with the site's retries and time limit, and free the stage's models before the next
+    stage. A stage that loads models holds the GPU lock from its first task to that release.
 
     Items of a plan that failed earlier are not run; an item that fails stops its own plan
     only. Results line up with `calls`, None where nothing was made."""
@@ -156,19 +164,40 @@ def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[Call]) -> lis
     live = [n for n, (index, _) in enumerate(calls) if index not in run.failed]
     if not live:
         return results
-    policy = run.ops.policy(name)
-    configured = task.with_options(**policy.task_options(),
-                                   retry_condition_fn=_retry_if_transient(name))
-    holds_model = any(loads_model(run.plans[calls[n][0]], name) for n in live)
     if name in LONG_STAGES:
         progress.PROGRESS.begin(name, name, len(live))
         run.artifacts.track(name)
     started = time.perf_counter()
+    pending = []
+    for n in live:
+        index, args = calls[n]
+        try:
+            results[n] = task.fn(run.plans[index].peeking(), *args[1:])   # args[0]: the plan
+        except NotCached:
+            pending.append(n)
+        except Exception as exc:
+            run.fail(index, name, exc)
+    if pending:
+        _run_tasks(run, name, task, calls, pending, results)
+    if name in LONG_STAGES:
+        run.artifacts.finish(name)
+    get_run_logger().info("%s: %d from the cache, %d made in %.1f s", name,
+                          len(live) - len(pending), len(pending), time.perf_counter() - started)
+    return results
+
+
+def _run_tasks(run: _Run, name: str, task: Task[..., Any], calls: list[Call],
+               pending: list[int], results: list[Any]) -> None:
+    """The stage's items the cache did not hold, as task runs; results filled in place."""
+    policy = run.ops.policy(name)
+    configured = task.with_options(**policy.task_options(),
+                                   retry_condition_fn=_retry_if_transient(name))
+    holds_model = any(loads_model(run.plans[calls[n][0]], name) for n in pending)
     with runners.gpu_lock(holds_model, run.ops.gpu):
         try:
-            futures = runners.submit_all(configured, [calls[n][1] for n in live],
+            futures = runners.submit_all(configured, [calls[n][1] for n in pending],
                                          needs_gpu=holds_model)
-            for n, future in zip(live, futures, strict=True):
+            for n, future in zip(pending, futures, strict=True):
                 try:
                     results[n] = _result(future, name, run.ops)
                 except Exception as exc:
@@ -177,12 +206,6 @@ def _stage(run: _Run, name: str, task: Task[..., Any], calls: list[Call]) -> lis
                     progress.PROGRESS.advance(name)
         finally:
             runners.release_stage(name)
-    if name in LONG_STAGES:
-        run.artifacts.finish(name)
-    reused = sum(bool(getattr(result, "cached", False)) for result in results)
-    get_run_logger().info("%s: %d done (%d reused) in %.1f s", name, len(live), reused,
-                          time.perf_counter() - started)
-    return results
 
 
 def _retry_if_transient(stage: str) -> Callable[..., bool]:

@@ -7,6 +7,7 @@ fails in well under a second and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -302,24 +303,25 @@ def review(script: Path, langs: str, approving: bool, reviewer: str,
 
 
 def _review_in_ui(script: Path, languages: list[str]) -> None:
-    from stages.errors import SopreelError
     from stages.translations import load_draft
 
-    if not os.environ.get("PREFECT_API_URL"):
-        raise SopreelError("Reviewing in the Prefect UI needs a server that outlives this "
-                           "command: start one (`prefect server start`), set PREFECT_API_URL "
-                           "(http://127.0.0.1:4200/api), and run this again.")
     for language in languages:
         load_draft(script, language)   # a clear error before Prefect starts
-    from flows.review import review_translation
+    with _prefect_api(verbose=True) as api:
+        if api is None:
+            raise SopreelError("Reviewing in the Prefect UI needs a server that outlives this "
+                               "command: unset SOPREEL_PREFECT_SERVER=temporary (sopreel then "
+                               "starts one in the background) or set PREFECT_API_URL to your "
+                               "`prefect server start` (http://127.0.0.1:4200/api).")
+        from flows.review import review_translation
 
-    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
-    for language in languages:
-        click.echo(f"{language}: waiting for a reviewer in the Prefect UI ({ui}/runs): open the "
-                   "paused review-translation run and press Resume.")
-        result = review_translation(str(script), language)
-        click.echo(f"{language}: {result['status']}"
-                   + (f" by {result['reviewer']}" if result.get("reviewer") else ""))
+        for language in languages:
+            click.echo(f"{language}: waiting for a reviewer in the Prefect UI "
+                       f"({api.removesuffix('/api')}/runs): open the paused "
+                       "review-translation run and press Resume.")
+            result = review_translation(str(script), language)
+            click.echo(f"{language}: {result['status']}"
+                       + (f" by {result['reviewer']}" if result.get("reviewer") else ""))
 
 
 class _bar:
@@ -539,20 +541,25 @@ def _check_schedule(cron: str, timezone: str) -> None:
 
 
 def _build_flow() -> Callable[..., dict[str, Any]]:
-    from flows.build import build_video  # imports Prefect: after _prefect_environment
+    from flows.build import build_video  # imports Prefect: after _prefect_api
     return build_video
 
 
-def _prefect_environment(verbose: bool = False) -> None:
-    """Prefect settings for a command-line build (the user's own settings always win)."""
+def _prefect_api(verbose: bool = False) -> contextlib.AbstractContextManager[str | None]:
+    """Prefect settings for a command that runs flows (the user's own settings always win),
+    and the API it uses: PREFECT_API_URL, else the local background server (`flows.server`),
+    else, with SOPREEL_PREFECT_SERVER=temporary, Prefect's per-command temporary server."""
     if not verbose:   # keep the terminal for progress; run logs still reach the Prefect API
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    if not os.environ.get("PREFECT_API_URL"):
-        # The temporary server lives only as long as this command: no UI to serve. Its first
-        # start on a new machine migrates a database, which can take over a minute.
+    from flows import server  # imports Prefect: after the settings above
+
+    if server.temporary_server_chosen() and not os.environ.get("PREFECT_API_URL"):
+        # Lives only as long as this command: no UI to serve. Its first start on a new machine
+        # migrates a database, which can take over a minute.
         os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    return server.api_for_commands(lambda line: click.echo(line, err=True))
 
 
 def _run_with_progress(work: Callable[[], dict[str, Any]], verbose: bool) -> dict[str, Any]:
@@ -560,31 +567,74 @@ def _run_with_progress(work: Callable[[], dict[str, Any]], verbose: bool) -> dic
 
     from flows.progress import PROGRESS, StageProgress
 
-    _prefect_environment(verbose)
-    bars = Progress(TextColumn("{task.description:<12}"), BarColumn(), TaskProgressColumn(),
-                    TimeElapsedColumn(), transient=False, disable=not sys.stderr.isatty())
-    ids: dict[str, Any] = {}
+    with _prefect_api(verbose) as api:
+        bars = Progress(TextColumn("{task.description:<12}"), BarColumn(), TaskProgressColumn(),
+                        TimeElapsedColumn(), transient=False, disable=not sys.stderr.isatty())
+        ids: dict[str, Any] = {}
 
-    def show(stage: StageProgress) -> None:
-        if stage.key not in ids:
-            ids[stage.key] = bars.add_task(stage.label, total=stage.total)
-        bars.update(ids[stage.key], completed=stage.completed, total=stage.total)
+        def show(stage: StageProgress) -> None:
+            if stage.key not in ids:
+                ids[stage.key] = bars.add_task(stage.label, total=stage.total)
+            bars.update(ids[stage.key], completed=stage.completed, total=stage.total)
 
-    finished: set[str] = set()
+        finished: set[str] = set()
 
-    def log(stage: StageProgress) -> None:   # no terminal (CI, a pipe): one line per stage
-        if stage.completed >= stage.total and stage.key not in finished:
-            finished.add(stage.key)
-            click.echo(f"{stage.label}: done", err=True)
+        def log(stage: StageProgress) -> None:   # no terminal (CI, a pipe): one line per stage
+            if stage.completed >= stage.total and stage.key not in finished:
+                finished.add(stage.key)
+                click.echo(f"{stage.label}: done", err=True)
 
-    stop = PROGRESS.listen(show if sys.stderr.isatty() else log)
-    click.echo("Starting the build (Prefect starts a temporary server unless PREFECT_API_URL "
-               "is set)...", err=True)
-    try:
-        with bars:
-            return work()
-    finally:
-        stop()
+        stop = PROGRESS.listen(show if sys.stderr.isatty() else log)
+        click.echo(f"Building (Prefect: {api or 'a temporary server for this command'})...",
+                   err=True)
+        try:
+            with bars:
+                return work()
+        finally:
+            stop()
+
+
+@main.group()
+def server() -> None:
+    """The local Prefect server builds use when PREFECT_API_URL is not set: started in the
+    background by the first build, reused by every later command, its runs in its UI."""
+
+
+@server.command("start")
+@_clean_errors
+def server_start() -> None:
+    """Start the local Prefect server now (builds start it when they first need it)."""
+    from flows import server as local
+
+    found = local.ensure_running(lambda line: click.echo(line, err=True))
+    click.echo(f"Running: {found.url}  UI: {found.ui}")
+
+
+@server.command("status")
+def server_status() -> None:
+    """Say whether the local Prefect server is running, where, and its UI.
+
+    Exits 0 when it answers, 1 when it does not."""
+    from flows import server as local
+
+    found = local.recorded()
+    if found is None or not found.alive():
+        click.echo(f"No local Prefect server is running (PREFECT_HOME {local.prefect_home()}); "
+                   "the next build starts one.")
+        sys.exit(1)
+    started = f"pid {found.pid}" if found.pid else "not started by sopreel"
+    click.echo(f"Running: {found.url} ({started})\nUI:      {found.ui}\n"
+               f"home:    {found.home}\nlog:     {found.log}")
+
+
+@server.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server sopreel started (its run history stays in PREFECT_HOME)."""
+    from flows import server as local
+
+    stopped = local.stop()
+    click.echo(f"Stopped the Prefect server at {stopped.url} (pid {stopped.pid})." if stopped
+               else "No Prefect server started by sopreel was running.")
 
 
 if __name__ == "__main__":

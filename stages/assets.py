@@ -26,6 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from stages.errors import NotCached
+
 TEMP_PREFIX = ".tmp-"
 _digests: dict[tuple[str, int, int], str] = {}
 
@@ -132,10 +134,12 @@ class Asset:
 
 
 class AssetStore:
-    """Assets filed as `<root>/<stage>/<key><suffix>` with a `<...>.json` metadata file beside."""
+    """Assets filed as `<root>/<stage>/<key><suffix>` with a `<...>.json` metadata file beside.
 
-    def __init__(self, root: Path):
-        self.root = root
+    With `making=False` the store only looks: a missing asset raises `NotCached`."""
+
+    def __init__(self, root: Path, making: bool = True):
+        self.root, self.making = root, making
 
     def produce(self, stage: str, recipe: dict[str, Any], suffix: str,
                 make: Callable[[Path], dict[str, Any] | None]) -> Asset:
@@ -150,6 +154,8 @@ class AssetStore:
         if final.is_file() and meta_path.is_file():
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             return Asset(stage, key, final, meta["sha256"], True, meta["info"])
+        if not self.making:
+            raise NotCached(f"{stage} {key[:12]}")
         with atomic_path(final) as temp:
             info = make(temp) or {}
         meta = {"key": key, "sha256": file_sha256(final), "info": info}

@@ -86,6 +86,11 @@ class TransientError(SopreelError):
     """A failure that may pass by itself (a server restarting or overloaded): worth a retry."""
 
 
+class NotCached(Exception):
+    """Raised by a build step looking only in the cache (`BuildPlan.peek`) when the asset is
+    not there yet, so the flow runs the step as a task."""
+
+
 def out_of_memory(exc: BaseException) -> bool:
     """torch's out-of-memory error (CUDA, MPS), recognised without importing torch."""
     return isinstance(exc, RuntimeError) and (
@@ -171,7 +176,7 @@ def reported(work: Work) -> Iterator[None]:
     out-of-memory errors (which the flows retry with more offloading) pass through unchanged."""
     try:
         yield
-    except (SopreelError, TimeoutError):
+    except (SopreelError, TimeoutError, NotCached):
         raise
     except Exception as exc:
         if out_of_memory(exc) or (isinstance(exc, OSError) and exc.errno in DISK_ERRNOS):

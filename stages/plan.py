@@ -46,7 +46,7 @@ from stages.disclosure import (
     texts_for,
     video_source_type,
 )
-from stages.errors import ConsentError, SopreelError, Work, first_line, reported
+from stages.errors import ConsentError, NotCached, SopreelError, Work, first_line, reported
 from stages.languages import Language
 from stages.licenses import WeightsUse, parse_use, refuse_noncommercial
 from stages.manifest import built_languages, unreadable_manifest
@@ -86,6 +86,7 @@ class BuildPlan:
     voicing: dict[str, narrate.VoicePlan] = dataclasses.field(default_factory=dict)
     commercial: bool = False        # only weights licensed for commercial use
     signing: Signing | None = None  # who signs the videos' Content Credentials, if anyone
+    peek: bool = False              # steps only look in the cache (see `peeking`)
 
     @property
     def enrolled_voice(self) -> bool:
@@ -94,7 +95,13 @@ class BuildPlan:
 
     @property
     def store(self) -> AssetStore:
-        return AssetStore(self.out_dir / "assets")
+        return AssetStore(self.out_dir / "assets", making=not self.peek)
+
+    def peeking(self) -> BuildPlan:
+        """This plan with steps that only look in the cache: a step whose asset (or video) is
+        already made returns it, with every check it makes (consent included), and one that
+        would have to make something raises `NotCached` instead, without loading a model."""
+        return dataclasses.replace(self, peek=True)
 
     def sweep(self) -> int:
         """Delete what a killed build left half-written: temporary assets, videos and compose
@@ -395,6 +402,8 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
         record = voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language,
                                       plan.use)
         if plan.voicing[language].clones:   # a backend that clones must score the speakers
+            if plan.peek:   # with its model: that is work for the task
+                raise NotCached(f"speaker similarity for {plan.loaded.script.voice}")
             folder = voices.voice_folder(plan.voices_dir, record.id)
             reference = folder / record.reference.file
             similarity = backend.same_speaker_score(reference,
@@ -555,6 +564,8 @@ def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[
     previous = _read_stamp(stamp)
     if previous and previous["key"] == key and _intact(out_dir, previous):
         return ComposeResult(**{**previous["result"], **_paths(out_dir)}, cached=True)
+    if plan.peek:
+        raise NotCached(f"the {language} video")
     marks: dict[str, Any] = {"digital_source_type": source_type, "tags": job.metadata,
                              "notice": {"text": job.notice.text, "spoken": notice is not None,
                                         "label": job.label} if job.notice else None}

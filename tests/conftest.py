@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,6 +29,36 @@ TINY_PROFILE = {
     "music": {"backend": "synth", "bars": 4},
     "compose": {"width": 320, "height": 180, "fps": 12, "preset": "ultrafast"},
 }
+
+
+def _prefect_servers() -> set[int]:
+    """Process ids of every `prefect server start` on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(w.endswith(b"prefect") and words[i + 1:i + 3] == [b"server", b"start"]
+               for i, w in enumerate(words)):
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_is_left_running():
+    """A test (or a command it runs) that leaves a Prefect server behind fails the session;
+    the server is stopped."""
+    before = _prefect_servers()
+    yield
+    left = _prefect_servers() - before
+    for pid in left:
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(OSError):
+                kill(pid, signal.SIGKILL)
+    assert not left, f"tests left Prefect servers running (pids {sorted(left)}); stopped now"
 
 
 @pytest.fixture(scope="session")

@@ -301,3 +301,41 @@ def test_serve_without_a_server_starts_one_with_the_deployments_and_stops_it(tmp
     assert "temporary server" not in output
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)
+
+
+def test_the_cli_starts_one_prefect_server_in_the_background_and_reuses_it(tmp_path):
+    """No PREFECT_API_URL: the first build starts a local server, detached, in PREFECT_HOME;
+    the next build reuses it (no second start, the same process), both runs are in its API
+    for the UI, and `sopreel server stop` ends it."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), SOPREEL_SERVER_PORT=str(port))
+    script = write_script(tmp_path / "sop", base_script(music=None))
+    command = build_command(script, tiny_profile(tmp_path), tmp_path / "out")
+
+    def sopreel(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SOPREEL, *args], env=env, capture_output=True, text=True)
+
+    try:
+        first = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert first.returncode == 0, first.stderr
+        assert "Starting a Prefect server in the background" in first.stderr
+        status = sopreel("server", "status")
+        assert status.returncode == 0 and f"http://127.0.0.1:{port}/api" in status.stdout
+        pid = int(status.stdout.split("(pid ")[1].split(")")[0])
+
+        second = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        assert "Starting a Prefect server" not in second.stderr
+        assert f"(pid {pid})" in sopreel("server", "status").stdout
+        runs = SyncPrefectClient(f"http://127.0.0.1:{port}/api").read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["build-video"])))
+        assert len(runs) == 2 and all(run.state.is_completed() for run in runs)
+    finally:
+        stopped = sopreel("server", "stop")
+    assert stopped.returncode == 0 and f"(pid {pid})" in stopped.stdout
+    assert wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the server to end")
+    assert sopreel("server", "status").returncode == 1

@@ -215,9 +215,16 @@ def test_dub_checks_every_script_before_any_work(tmp_path, profile):
     assert not (tmp_path / "out").exists()
 
 
-def test_review_in_the_ui_needs_a_running_server(tmp_path, profile, monkeypatch):
+def test_review_in_the_ui_needs_a_server_that_outlives_the_command(tmp_path, profile,
+                                                                   monkeypatch):
+    """Prefect's per-command temporary server (chosen here) would vanish while the reviewer
+    works; by default sopreel's background server serves the review."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("SOPREEL_PREFECT_SERVER", "temporary")
     script = write_script(tmp_path, base_script(languages=["en", "th"]))
     assert run("translate", script, "--lang", "th", "--profile", profile)[0] == 0
-    code, output = run("review", script, "--lang", "th", "--ui")
-    assert code == 2 and "PREFECT_API_URL" in output and "prefect server start" in output
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):   # no test server either
+        code, output = run("review", script, "--lang", "th", "--ui")
+    assert code == 2 and "PREFECT_API_URL" in output and "SOPREEL_PREFECT_SERVER" in output

@@ -148,7 +148,8 @@ class CoquiBackend(NarrateBackend):
     # ------------------------------------------------------------------------------ work
 
     def load(self) -> None:
-        self._model(self.options.model)  # type: ignore[attr-defined]
+        """Nothing yet: a model is read on the first narration that is not already made, so
+        a rebuild from the cache reads none."""
 
     def close(self) -> None:
         self._models.clear()
