@@ -43,7 +43,7 @@ from stages.registry import LoadedBackends
 from stages.script import load_script
 from stages.style import rgb
 from stages.text import wrap_lines
-from stages.timeline import Timeline, build_timeline
+from stages.timeline import Timeline
 
 
 def prepare(script: Path, lang: str, profile: str, out: Path):
@@ -64,8 +64,7 @@ def moviepy_compose(job: ComposeJob, out: Path) -> None:
 
     options = job.options
     slots = job.slots()
-    timeline = build_timeline([(s.narration_seconds, s.sentences) for s in slots], job.language,
-                              lead_s=options.lead_s, pause_s=options.pause_s)
+    timeline = job.timeline()
     video = CompositeVideoClip([_pictures(job, timeline), *_texts(job, timeline)])
     with tempfile.TemporaryDirectory() as work:
         narration = Path(work) / "narration.wav"
@@ -174,7 +173,7 @@ def main() -> None:
     print(f"video {video:.1f} s at {options.width}x{options.height}, {options.fps} fps, "
           f"preset {options.preset}, with the AI notice card and label")
     print_table(["compositor", "seconds", "x real time"], [
-        ["sopreel (one ffmpeg graph)", f"{ours:.1f}", f"{video / ours:.1f}"],
+        ["sopreel (segments, none cached)", f"{ours:.1f}", f"{video / ours:.1f}"],
         ["moviepy baseline", f"{theirs:.1f}", f"{video / theirs:.1f}"],
         ["speed-up (target >= 4x)", f"{theirs / ours:.1f}x", ""]])
 

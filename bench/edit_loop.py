@@ -92,7 +92,7 @@ def row(setup: str, s: dict[str, float]) -> list[str]:
     ratios = {case: s[case] / (s["dubbed_video"] if case == "dubbed" else s["video"])
               for case in TARGETS}
     return [setup, f"{s['video']:.1f}",
-            *(f"{s[case]:.1f} s = {ratios[case]:.2f}x" for case in TARGETS)]
+            *(f"{s[case]:.1f} s = {ratios[case]:.3f}x" for case in TARGETS)]
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,8 @@ from stages.style import Style, load_style
 from stages.text import split_sentences
 from stages.timeline import SentenceTiming
 
-COMPOSE_VERSION = 5   # bump when compose changes what it makes from the same inputs
+COMPOSE_VERSION = 6   # bump when compose changes what it makes from the same inputs
+BED_STEP_S = 10       # music beds are made in whole steps of this many seconds
 
 
 @dataclass(frozen=True)
@@ -439,14 +441,16 @@ def make_music(plan: BuildPlan, narrations: dict[str, list[Asset]], loaded: Load
     backend's pieces for the prompt.
 
     Every piece is an asset of its own, so a longer video (a slower dub) adds pieces and remakes
-    none, and a shorter one only cuts the bed again."""
+    none. The bed is made in whole steps of BED_STEP_S (compose cuts and fades it at each
+    video's end), so an edit that makes a video a little longer or shorter reuses it."""
     script = plan.loaded.script
     if script.music is None:
         return None
     notices = notices or {}
-    seconds = max(video_seconds(plan.profile.compose,
+    longest = max(video_seconds(plan.profile.compose,
                                 timeline_narrations(plan, voices, notices.get(lang)))
                   for lang, voices in narrations.items())
+    seconds = math.ceil(longest / BED_STEP_S) * BED_STEP_S
     choice = plan.profile.stages["music"]
     options: music.MusicOptions = choice.options   # type: ignore[assignment]
     source = plan.loaded.music_path
@@ -457,7 +461,7 @@ def make_music(plan: BuildPlan, narrations: dict[str, list[Asset]], loaded: Load
     else:
         backend = _backend(plan, "music", loaded)
         with reported(plan.work("music")):
-            pieces = _music_pieces(plan, backend, seconds, on_progress)
+            pieces = _music_pieces(plan, backend, longest, on_progress)
     crossfade = options.crossfade_s
     recipe = {"bed": [p.path for p in pieces], "seconds": seconds, "crossfade_s": crossfade,
               "version": 1}
@@ -578,7 +582,7 @@ def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[
                 generator=_version())
 
     with reported(plan.work("compose", language=language)):
-        result = compose(job, out_dir, on_progress=on_progress, seal=seal)
+        result = compose(job, out_dir, plan.store, on_progress=on_progress, seal=seal)
     result = dataclasses.replace(result, marks=marks)
     files = {name: file_sha256(path) for name, path in _paths(out_dir).items()}
     facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness,

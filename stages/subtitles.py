@@ -87,10 +87,56 @@ class Overlay:
     lines: tuple[str, ...]
 
 
-def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, style: Style,
-           font: str, width: int, height: int, notices: list[Overlay] | None = None,
-           labels: list[Overlay] | None = None) -> str:
-    """An ASS script with five styles: bottom subtitles, a caption bar (top left), the
+FADE_MS = 250   # captions, titles, the notice and the label fade in and out
+
+
+@dataclass(frozen=True)
+class AssEvent:
+    """One line of the ASS script's events: shown from `start` to `end` on `layer`, fading in
+    and out where it begins and ends (overlays only; subtitles cut)."""
+
+    layer: int
+    start: float
+    end: float
+    style: str
+    text: str
+    fades: tuple[bool, bool] = (False, False)   # fade in, fade out
+
+    def render(self) -> str:
+        fade_in, fade_out = self.fades
+        fade = (f"{{\\fad({FADE_MS if fade_in else 0},{FADE_MS if fade_out else 0})}}"
+                if fade_in or fade_out else "")
+        return (f"Dialogue: {self.layer},{_ass_time(self.start)},{_ass_time(self.end)},"
+                f"{self.style},,0,0,0,,{fade}{self.text}")
+
+    def within(self, start: float, end: float) -> AssEvent | None:
+        """This event as seen in the part of the video from `start` to `end`, in that part's
+        own time; a fade is kept only where the event really begins or ends."""
+        if self.end <= start or self.start >= end:
+            return None
+        fade_in, fade_out = self.fades
+        return AssEvent(self.layer, max(self.start, start) - start, min(self.end, end) - start,
+                        self.style, self.text,
+                        (fade_in and self.start >= start, fade_out and self.end <= end))
+
+
+def ass_events(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, font: str,
+               notices: list[Overlay] | None = None,
+               labels: list[Overlay] | None = None) -> list[AssEvent]:
+    """Subtitles, captions, the title, the AI notice and the label as ASS events."""
+    chain = font_chain(font)
+    events = [AssEvent(0, cue.start, cue.end, "Sub",
+                       r"\N".join(ass_line(line, chain) for line in cue.lines)) for cue in cues]
+    for layer, name, overlays in ((1, "Caption", captions), (2, "Title", titles),
+                                  (3, "Notice", notices or []), (4, "Label", labels or [])):
+        events += [AssEvent(layer, item.start, item.end, name,
+                            r"\N".join(ass_line(line, chain) for line in item.lines),
+                            (True, True)) for item in overlays]
+    return events
+
+
+def ass_header(*, style: Style, font: str, width: int, height: int) -> str:
+    """An ASS script's head with five styles: bottom subtitles, a caption bar (top left), the
     opening title on a panel in the lower third above the subtitles, the AI notice in the
     middle of its card, and the AI label in the top right corner."""
     colours = style.colors
@@ -116,22 +162,22 @@ def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, s
         f"{white},{_ass_colour('#000000', 0x40)},{dark},1,0,0,0,100,100,0,0,3,"
         f"{max(2, size // 8)},0,9,{margin // 2},{margin // 2},{margin // 2},1",
     ]
-    chain = font_chain(font)
-    events = []
-    for cue in cues:
-        text = r"\N".join(ass_line(line, chain) for line in cue.lines)
-        events.append(f"Dialogue: 0,{_ass_time(cue.start)},{_ass_time(cue.end)},Sub,,0,0,0,,"
-                      f"{text}")
-    for layer, name, overlays in ((1, "Caption", captions), (2, "Title", titles),
-                                  (3, "Notice", notices or []), (4, "Label", labels or [])):
-        for item in overlays:
-            events.append(f"Dialogue: {layer},{_ass_time(item.start)},{_ass_time(item.end)},"
-                          f"{name},,0,0,0,,{{\\fad(250,250)}}"
-                          + r"\N".join(ass_line(line, chain) for line in item.lines))
     return "\n".join([
         "[Script Info]", "ScriptType: v4.00+", f"PlayResX: {width}", f"PlayResY: {height}",
         "WrapStyle: 0", "ScaledBorderAndShadow: yes", "",
         "[V4+ Styles]", f"Format: {fields}", *styles, "",
         "[Events]",
-        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
-        *events, ""])
+        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text", ""])
+
+
+def ass_script(header: str, events: list[AssEvent]) -> str:
+    return header + "".join(event.render() + "\n" for event in events)
+
+
+def to_ass(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], *, style: Style,
+           font: str, width: int, height: int, notices: list[Overlay] | None = None,
+           labels: list[Overlay] | None = None) -> str:
+    """The whole ASS script (`ass_header` and `ass_events`)."""
+    return ass_script(ass_header(style=style, font=font, width=width, height=height),
+                      ass_events(cues, captions, titles, font=font, notices=notices,
+                                 labels=labels))

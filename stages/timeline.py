@@ -1,6 +1,9 @@
 """Scene timing and subtitle cues, from measured narration only.
 
-A scene lasts `lead + narration + pause`. Cues come from the measured start and end of every
+A scene lasts `lead + narration + pause`, rounded up to whole frames at the video's frame rate
+(the pause takes the rest), so every scene starts on a frame and its length depends on its own
+narration only: compose encodes each scene as a segment of its own, and an edit elsewhere never
+shifts what a segment holds. Cues come from the measured start and end of every
 synthesised sentence; when a sentence is too long for one cue, its measured span is shared
 among its cues in proportion to their length on screen.
 
@@ -12,6 +15,7 @@ measured on the final times; a cue still too fast to read is reported, never hid
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from stages.languages import Language
@@ -90,24 +94,30 @@ class Timeline:
         return self.slots[-1].end if self.slots else 0.0
 
 
-def slot_seconds(narration_s: float, *, lead_s: float, pause_s: float) -> float:
-    """How long a scene lasts: silence, its narration, silence."""
-    return lead_s + narration_s + pause_s
+def slot_frames(narration_s: float, *, lead_s: float, pause_s: float, fps: int) -> int:
+    """How many frames a scene lasts: silence, its narration, silence, rounded up."""
+    return math.ceil(round((lead_s + narration_s + pause_s) * fps, 6))
+
+
+def slot_seconds(narration_s: float, *, lead_s: float, pause_s: float, fps: int) -> float:
+    """How long a scene lasts, in whole frames (`slot_frames`)."""
+    return slot_frames(narration_s, lead_s=lead_s, pause_s=pause_s, fps=fps) / fps
 
 
 def build_timeline(narrations: list[tuple[float, list[SentenceTiming]]], language: Language, *,
-                   lead_s: float, pause_s: float) -> Timeline:
+                   lead_s: float, pause_s: float, fps: int) -> Timeline:
     """Slots and cues for scenes whose narration lasts (seconds, sentence timings) each."""
     slots, cues = [], []
-    start = 0.0
+    frame = 0
     for length, sentences in narrations:
-        slot = Slot(start=start, length=slot_seconds(length, lead_s=lead_s, pause_s=pause_s),
-                    narration_start=start + lead_s)
+        frames = slot_frames(length, lead_s=lead_s, pause_s=pause_s, fps=fps)
+        start = frame / fps
+        slot = Slot(start=start, length=frames / fps, narration_start=start + lead_s)
         slots.append(slot)
         spoken = [cue for sentence in sentences
                   for cue in _sentence_cues(sentence, slot.narration_start, language)]
         cues.extend(_readable(spoken, slot.end, language))
-        start = slot.end
+        frame += frames
     return Timeline(slots=slots, cues=cues)
 
 

@@ -70,6 +70,13 @@ def prefect_server():
         yield
 
 
+def whole_frames(seconds: float, fps: int = TINY_PROFILE["compose"]["fps"]) -> float:
+    """A slot's length as compose lays it: rounded up to whole frames."""
+    import math
+
+    return math.ceil(round(seconds * fps, 6)) / fps
+
+
 @pytest.fixture
 def tiny_profile(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"

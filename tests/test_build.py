@@ -22,6 +22,7 @@ from conftest import (
     make_photo,
     parse_srt,
     parse_vtt,
+    whole_frames,
     write_script,
 )
 from PIL import Image
@@ -112,7 +113,7 @@ def test_subtitles_follow_measured_narration(project):
                      if a["stage"] == "narrate" and a["language"] == "en")
     first = narration["info"]["sentences"][0]
     # The video opens with the AI notice card (lead-in, the notice read aloud, pause).
-    card = 0.4 + manifest["notices"]["en"]["info"]["seconds"] + 0.8
+    card = whole_frames(0.4 + manifest["notices"]["en"]["info"]["seconds"] + 0.8)
     assert en[0]["start"] == pytest.approx(card + 0.4 + first["start"], abs=0.002)
     # A cue may stay up into the scene's pause to be read, never past its scene.
     assert en[-1]["end"] <= manifest["outputs"]["en"]["duration_s"] - 0.05
@@ -269,3 +270,49 @@ def test_temporary_files_a_killed_build_left_are_swept(project):
     assert not stale_video.exists() and not stale_work.exists()
     assert fresh.exists()
     fresh.unlink()
+
+
+def _frames_md5(video: Path) -> list[str]:
+    done = subprocess.run(["ffmpeg", "-v", "error", "-i", str(video), "-map", "0:v",
+                           "-f", "framemd5", "-"], capture_output=True, text=True, check=True)
+    return [line.rsplit(",", 1)[1].strip() for line in done.stdout.splitlines()
+            if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize(("transition", "remade"), [("dip", 1), ("crossfade", 2)])
+def test_an_edit_reencodes_only_its_segments_and_equals_a_cold_build(tmp_path, transition,
+                                                                     remade):
+    """One sentence of the middle scene edited: only that scene's segment is encoded again
+    (with a cross-fade, also the next one, whose head shows this scene's run-on), and the
+    video equals a cold build of the edited script: the same decoded frames, the same
+    subtitles, the same loudness and length."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "compose": {
+        **TINY_PROFILE["compose"], "transition": transition}}), encoding="utf-8")
+    script = base_script(music="calm ambient, 90 bpm")
+    script["scenes"].append({"id": "tag", "narration": "Hang your tag on the lock.",
+                             "caption": "Step 3: tag", "visual": "a red danger tag"})
+    path = write_script(tmp_path / "sop", script)
+    out = tmp_path / "out"
+    build(path, out, profile)
+    segments = out / "test-sop" / "assets" / "segments"
+    before = {p: p.stat().st_mtime_ns for p in segments.glob("*.ts")}
+    assert len(before) == 4   # the notice card and three scenes
+
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "Keep the key with you.", "Keep the key with you at all times."), encoding="utf-8")
+    edited = build(path, out, profile)
+    after = {p: p.stat().st_mtime_ns for p in segments.glob("*.ts")}
+    assert all(after[p] == mtime for p, mtime in before.items())   # none encoded again
+    assert len(after) - len(before) == remade
+
+    cold = build(write_script(tmp_path / "cold", yaml.safe_load(path.read_text("utf-8"))),
+                 tmp_path / "cold-out", profile)
+    ours, theirs = out / "test-sop" / "en", tmp_path / "cold-out" / "test-sop" / "en"
+    assert _frames_md5(ours / "video.mp4") == _frames_md5(theirs / "video.mp4")
+    assert (ours / "subtitles.srt").read_text() == (theirs / "subtitles.srt").read_text()
+    assert edited["outputs"]["en"]["duration_s"] == cold["outputs"]["en"]["duration_s"]
+    assert abs(ebur128(ours / "video.mp4")["I"] - ebur128(theirs / "video.mp4")["I"]) <= 0.2
+    for video in (ours / "video.mp4", theirs / "video.mp4"):   # A/V: both streams end together
+        streams = ffprobe(video)["streams"]
+        assert abs(float(streams[0]["duration"]) - float(streams[1]["duration"])) < 0.05

@@ -253,7 +253,7 @@ def test_vietnamese_breaks_at_spaces_within_42():
 
 def test_cues_stay_up_long_enough_to_read_within_their_scene():
     sentences = [SentenceTiming("Lock it.", 0.0, 0.4), SentenceTiming("Tag it now.", 2.0, 2.8)]
-    timeline = build_timeline([(3.0, sentences)], EN, lead_s=0.5, pause_s=0.5)
+    timeline = build_timeline([(3.0, sentences)], EN, lead_s=0.5, pause_s=0.5, fps=24)
     first, second = timeline.cues
     assert first.end - first.start >= MIN_CUE_S - 1e-3          # held past the spoken 0.4 s
     assert second.end <= timeline.slots[0].end                  # never past its scene
@@ -264,7 +264,7 @@ def test_cues_stay_up_long_enough_to_read_within_their_scene():
 def test_cues_too_fast_to_read_are_reported():
     fast = "在主電源開關處關閉輸送帶並上鎖掛牌。"   # 18 characters spoken in one second
     timeline = build_timeline([(1.0, [SentenceTiming(fast, 0.0, 1.0)])], ZH_TW,
-                              lead_s=0.2, pause_s=0.1)
+                              lead_s=0.2, pause_s=0.1, fps=24)
     slow = slow_cues(timeline.cues, ZH_TW)
     assert slow and all(cue.cps > ZH_TW.reading_cps for cue in slow)
     assert slow[0].limit_cps == 9 and slow[0].index == 1

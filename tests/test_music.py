@@ -4,6 +4,7 @@ transformers on tiny random-weight models, and the bed under the narration of a 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from stages.images import scene_seed
 from stages.media import SAMPLE_RATE, read_wav, write_wav
 from stages.music import BACKENDS, BED_LUFS, MusicRequest, cut_tail, make_bed
 from stages.music.bed import Piece, assemble, join_continued, loop_to, windows_needed
+from stages.plan import BED_STEP_S
 from stages.profile import load_profile
 
 # ----------------------------------------------------------- joins, loops and cuts, exactly
@@ -218,6 +220,11 @@ def test_musicgen_options_and_locations_are_checked(tiny_musicgen, tmp_path):
 # --------------------------------------------------------------- as a user builds a video
 
 
+def whole_steps(seconds: float) -> float:
+    """A bed's length: the video's, in whole steps (an edit rarely makes it again)."""
+    return math.ceil(seconds / BED_STEP_S) * BED_STEP_S
+
+
 def speech_and_music_levels(video: Path, tone_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """Per 50 ms of the video's audio: the level (dB) of the speech band, and of the music
     (a steady tone above anything espeak says)."""
@@ -252,7 +259,7 @@ def test_the_bed_ducks_at_least_12_db_under_the_narration_and_the_mix_meets_loud
     video = out / "test-sop" / "en" / "video.mp4"
     manifest = json.loads((out / "test-sop" / "manifest.json").read_text(encoding="utf-8"))
     video_s = manifest["outputs"]["en"]["duration_s"]
-    assert manifest["music"]["info"]["seconds"] == pytest.approx(video_s, abs=0.01)
+    assert manifest["music"]["info"]["seconds"] == whole_steps(video_s)
 
     speech, music = speech_and_music_levels(video, tone_hz)
     speaking = speech > speech.max() - 20
@@ -295,8 +302,8 @@ def test_a_musicgen_bed_lasts_the_video_and_a_longer_video_only_adds_windows(tin
     windows = bed["info"]["pieces"]
     assert len(windows) == windows_needed(seconds, 3.0, 1.0) >= 3
     assert [w["seed"] for w in windows] == [seed + k for k in range(len(windows))]
-    assert bed["info"]["method"] == f"{len(windows)} windows continued, trimmed"
-    assert bed["info"]["seconds"] == pytest.approx(seconds, abs=0.01)
+    assert bed["info"]["method"].startswith(f"{len(windows)} windows continued, ")
+    assert bed["info"]["seconds"] == whole_steps(seconds)   # compose cuts it at the end
     samples, rate = read_wav(out / "test-sop" / bed["path"], mono=False)
     assert rate == SAMPLE_RATE and samples.shape[1] == 2
     video = ffprobe(out / "test-sop" / "en" / "video.mp4")

@@ -66,10 +66,26 @@ def test_chinese_cues_16_chars_and_punctuation_rules():
 def test_timeline_from_measured_sentences():
     narrations = [(3.0, [SentenceTiming("One.", 0.0, 1.2), SentenceTiming("Two.", 1.5, 3.0)]),
                   (2.0, [SentenceTiming("Three.", 0.0, 2.0)])]
-    timeline = build_timeline(narrations, EN, lead_s=0.5, pause_s=1.0)
+    timeline = build_timeline(narrations, EN, lead_s=0.5, pause_s=1.0, fps=24)
     assert [s.start for s in timeline.slots] == [0.0, 4.5]
     assert timeline.duration == 4.5 + 3.5
     assert [(c.start, c.end) for c in timeline.cues] == [(0.5, 1.7), (2.0, 3.5), (5.0, 7.0)]
+
+
+def test_every_scene_is_a_whole_number_of_frames_and_its_own_length():
+    """A slot is rounded up to whole frames (the pause takes the rest), so every scene starts
+    on a frame and a longer narration in one scene moves the others without changing them."""
+    def lengths(first: float) -> list[float]:
+        narrations = [(first, []), (2.013, []), (1.9, [])]
+        timeline = build_timeline(narrations, EN, lead_s=0.4, pause_s=0.8, fps=24)
+        for slot in timeline.slots:
+            assert abs(slot.start * 24 - round(slot.start * 24)) < 1e-9
+            assert abs(slot.length * 24 - round(slot.length * 24)) < 1e-9
+        return [slot.length for slot in timeline.slots]
+
+    short, long = lengths(3.0), lengths(3.3177)
+    assert short[1:] == long[1:] and long[0] > short[0]
+    assert short[1] == 78 / 24 and 0.4 + 2.013 + 0.8 <= short[1] < 0.4 + 2.013 + 0.8 + 1 / 24
 
 
 def test_srt_and_vtt_keep_text_literal():

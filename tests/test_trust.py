@@ -14,7 +14,15 @@ import pytest
 import yaml
 from certs import make_ca
 from click.testing import CliRunner
-from conftest import TINY_PROFILE, base_script, ffprobe, make_photo, parse_srt, write_script
+from conftest import (
+    TINY_PROFILE,
+    base_script,
+    ffprobe,
+    make_photo,
+    parse_srt,
+    whole_frames,
+    write_script,
+)
 
 from flows.cli import main
 from stages import languages
@@ -87,7 +95,7 @@ def test_every_video_opens_with_a_seen_and_heard_ai_notice_and_machine_readable_
         assert spoken["language"] == lang and spoken["info"]["notice"] is True
         assert spoken["digital_source_type"] == IPTC + "algorithmicMedia"
         seconds = spoken["info"]["seconds"]
-        card = LEAD + max(seconds, 3.0 - LEAD - PAUSE) + PAUSE
+        card = whole_frames(LEAD + max(seconds, 3.0 - LEAD - PAUSE) + PAUSE)
         cards[lang] = card
         # The first subtitle comes after the card: the notice itself is on the card, not a cue.
         cues = parse_srt((out / "test-sop" / lang / "subtitles.srt").read_text("utf-8"))
