@@ -92,7 +92,8 @@ def row(setup: str, s: dict[str, float]) -> list[str]:
     ratios = {case: s[case] / (s["dubbed_video"] if case == "dubbed" else s["video"])
               for case in TARGETS}
     return [setup, f"{s['video']:.1f}",
-            *(f"{s[case]:.1f} s = {ratios[case]:.3f}x" for case in TARGETS)]
+            *(f"{s[case]:.1f} s = {ratios[case]:.3f}x" for case in TARGETS),
+            f"{s['dubbed_video']:.1f}"]
 
 
 def main() -> None:
@@ -116,7 +117,8 @@ def main() -> None:
                                          {**env, "SOPREEL_PREFECT_SERVER": "temporary"})))
     shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     print_table(["Prefect", "video s", *(f"{case} (<= {target:.2f}x)"
-                                         for case, target in TARGETS.items())], rows)
+                                         for case, target in TARGETS.items()),
+                 "dubbed video s"], rows)
     print(f"background: starting the server, once per session, took {server_start:.1f} s")
 
 
