@@ -1,10 +1,10 @@
 """The local Prefect server the command line starts once and reuses.
 
-With no PREFECT_API_URL, Prefect would start a temporary server inside every command (about
-11 s on two cores) and forget each run when the command ends. Instead, the first `sopreel
-build` (or `dub`, `review --ui`) starts `prefect server start` on 127.0.0.1, detached, keeping
-its database in PREFECT_HOME; later commands find it and use it, and every build stays visible
-in its UI. `sopreel server status` and `sopreel server stop` look after it.
+With no PREFECT_API_URL, Prefect would start a temporary server inside every command (5 to 6 s
+a command on two cores, bench/RESULTS.md) and forget each run when the command ends. Instead,
+the first `sopreel build` (or `dub`, `review --ui`) starts `prefect server start` on
+127.0.0.1, detached, keeping its database in PREFECT_HOME; later commands find it and use it,
+and every build stays visible in its UI. `sopreel server status|stop` look after it.
 
 A PREFECT_API_URL (in the environment or the Prefect profile) always wins: nothing is started.
 SOPREEL_PREFECT_SERVER=temporary keeps Prefect's per-command temporary server instead;
