@@ -126,6 +126,10 @@ def compose_task(plan: BuildPlan, language: str, stills: list[Asset], clips: lis
     result = make_video(plan, language, stills, clips, narrations, bed, notice,
                         on_progress=lambda done: progress.PROGRESS.fraction(key, done))
     progress.PROGRESS.fraction(key, 1.0)
+    if result.segments:   # what an edit cost: the segments encoded again, and the sound
+        get_run_logger().info("%s: %d segments made, %d reused; sound %s", key,
+                              result.segments["made"], result.segments["reused"],
+                              result.segments["sound"])
     return result
 
 
