@@ -18,6 +18,10 @@ from PIL import Image
 # Prefect's home (its SQLite database) lives in a temporary folder, never in the user's.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="sopreel-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
+# The organisation's consent key and this machine's ledger witness, never the user's own.
+_CONSENT_HOME = tempfile.mkdtemp(prefix="sopreel-test-consent-")
+os.environ["SOPREEL_CONSENT_KEY"] = os.path.join(_CONSENT_HOME, "key", "consent-key.pem")
+os.environ["XDG_STATE_HOME"] = os.path.join(_CONSENT_HOME, "state")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
@@ -31,15 +35,23 @@ TINY_PROFILE = {
 }
 
 
+# Marks every process this session starts, so another session's servers are never touched.
+os.environ["SOPREEL_TEST_SESSION"] = _SESSION = os.path.basename(_PREFECT_HOME)
+
+
 def _prefect_servers() -> set[int]:
-    """Process ids of every `prefect server start` on this machine."""
+    """Process ids of every `prefect server start` this test session started."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             words = (entry / "cmdline").read_bytes().split(b"\0")
+            ours = f"SOPREEL_TEST_SESSION={_SESSION}".encode() in (
+                entry / "environ").read_bytes().split(b"\0")
         except OSError:
+            continue
+        if not ours:
             continue
         if any(w.endswith(b"prefect") and words[i + 1:i + 3] == [b"server", b"start"]
                for i, w in enumerate(words)):
