@@ -1,6 +1,7 @@
 """Benchmark: what trust costs a build. Signing and verifying a finished video (C2PA, with
 every generated ingredient), the allowlist check of a supplied file, the script loader under
-generated input, and the length the spoken AI notice adds.
+generated input, the length the spoken AI notice adds, and the consent ledger (one signed
+append, verifying a long ledger cold, and the check a build repeats per narration).
 
 Builds the script with the draft profile first (cached assets are reused), then times the
 steps on its videos. Usage: .venv/bin/python bench/trust.py [SCRIPT] [--lang en] [--quick]
@@ -9,6 +10,7 @@ steps on its videos. Usage: .venv/bin/python bench/trust.py [SCRIPT] [--lang en]
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from certs import make_ca  # noqa: E402
 
+from stages import ledger  # noqa: E402
 from stages.media import MUSIC, PHOTO, check_supplied  # noqa: E402
 from stages.provenance import Ingredient, Signing, check_signing, sign_mp4, verify  # noqa: E402
 
@@ -96,7 +99,35 @@ def main() -> None:
         bed = root / manifest["music"]["path"]
         rows.append(["ffprobe allowlist check, one music file",
                      f"{best_of(5, lambda: check_supplied(bed, MUSIC)) * 1000:.0f} ms"])
+    rows += ledger_rows(100 if args.quick else 2000)
     print_table(["step", "time"], rows)
+
+
+def ledger_rows(entries: int) -> list[list[str]]:
+    """A ledger of `entries` syntheses in a temporary folder, with a temporary key."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["SOPREEL_CONSENT_KEY"] = str(Path(folder) / "key.pem")
+        os.environ["XDG_STATE_HOME"] = str(Path(folder) / "state")
+        voices = Path(folder) / "voices"
+        key = ledger.signing_key(voices, create=True)
+        ledger.start_ledger(voices, key, "bench")
+        fields = {"voice": "anna", "language": "en", "use": "training", "script": "bench"}
+        started = time.perf_counter()
+        for i in range(entries):
+            ledger.append(voices, key, "synthesis", scene=f"s{i}", **fields,
+                          narration_sha256=f"{i:064x}")
+        append = (time.perf_counter() - started) / entries
+
+        def cold() -> None:
+            ledger._verified.clear()
+            ledger.open_ledger(voices)
+
+        return [[f"consent ledger: one signed append (fsync), at {entries} entries",
+                 f"{append * 1000:.1f} ms"],
+                [f"consent ledger: verify {entries + 1} entries cold",
+                 f"{best_of(3, cold) * 1000:.0f} ms"],
+                ["consent ledger: check again, unchanged (per narration)",
+                 f"{best_of(5, lambda: ledger.open_ledger(voices)) * 1000:.2f} ms"]]
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from stages.plan import (
     plan_build,
 )
 from stages.profile import load_profile
-from stages.report import build_manifest
+from stages.report import build_manifest, record_cloned_videos
 from stages.script import find_scripts
 from stages.voices import DEFAULT_USE
 
@@ -347,9 +347,9 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
         if i in run.failed:
             continue
         made = {lang: videos[(i, lang)] for lang in plan.languages}
-        manifest = build_manifest(plan, stills_of[i], clips_of[i],
-                                  {lang: narrations[(i, lang)] for lang in plan.languages},
-                                  beds[i], made,
+        spoken = {lang: narrations[(i, lang)] for lang in plan.languages}
+        record_cloned_videos(plan, spoken, made)
+        manifest = build_manifest(plan, stills_of[i], clips_of[i], spoken, beds[i], made,
                                   {lang: notice_of.get((i, lang)) for lang in plan.languages})
         write_manifest(manifest, plan.out_dir / "manifest.json")
         publish_build(manifest, plan.out_dir, run.ops.outputs_link_base)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -366,7 +367,44 @@ def verify(video: Path, anchors: tuple[Path, ...], as_json: bool) -> None:
 
 @main.group()
 def voices() -> None:
-    """Enrol, inspect and revoke consented voices (voices/<id>/)."""
+    """Enrol, inspect, amend, revoke, audit and erase consented voices (voices/<id>/), each
+    change signed into the consent ledger (voices/ledger.jsonl)."""
+
+
+@voices.command("init-key")
+@click.option("--organisation", default=None, help="Who the key signs for, for the record.")
+@click.option("--new-ledger", is_flag=True,
+              help="The old key is lost: retire the folder's ledger and start a new one (every "
+                   "voice must then be enrolled again).")
+@VOICES_DIR
+@_clean_errors
+def voices_init_key(organisation: str | None, new_ledger: bool, voices_dir: str | None) -> None:
+    """Create the organisation's signing key (if there is none) and the folder's ledger.
+
+    The key is kept outside voices/: at $SOPREEL_CONSENT_KEY (a file path, or
+    prefect-secret:NAME), else ~/.config/sopreel/consent-key.pem. voices/trust.yaml pins its
+    public half: commit it."""
+    from stages import ledger, paths
+
+    folder = paths.voices_dir(voices_dir)
+    if new_ledger:
+        retired = ledger.retire(folder)
+        click.echo(f"Retired the old ledger as {', '.join(p.name for p in retired)}.")
+    source = ledger.key_source()
+    existed = source.load() is not None
+    if ledger.read_trust(folder) is None:
+        key = ledger.signing_key(folder, create=True)
+        ledger.start_ledger(folder, key, organisation)
+    else:
+        ledger.open_ledger(folder)
+        key = ledger.signing_key(folder)
+    trust = ledger.read_trust(folder)
+    assert trust is not None
+    click.echo(f"Organisation key: {source.description} "
+               f"({'existing' if existed else 'created, mode 0600'}), "
+               f"{ledger.fingerprint(key.public_key())}")
+    click.echo(f"Consent ledger:   {folder / ledger.LEDGER_FILE} (id {trust.ledger_id}), pinned "
+               f"in {folder / ledger.TRUST_FILE}: commit both; back the key up somewhere safe.")
 
 
 @voices.command("add")
@@ -447,6 +485,8 @@ def voices_show(voice_id: str, voices_dir: str | None) -> None:
             ("languages", ", ".join(c.languages)), ("uses", ", ".join(c.uses)),
             ("granted", c.granted), ("expires", c.expires),
             ("revoked", f"{c.revoked} {c.revoked_reason or ''}".strip() if c.revoked else "no"),
+            ("ledger", f"consent at entry #{record.ledger.consent.entry}, latest entry "
+                       f"#{record.ledger.latest.entry} (signatures and chain verified)"),
             ("status", "in force" if not reasons else "; ".join(reasons))]:
         click.echo(f"{label + ':':<14}{value}")
 
@@ -474,6 +514,105 @@ def voices_revoke(voice_id: str, reason: str | None, out: str, voices_dir: str |
             click.echo(f"  {manifest.parent}  ({manifest})")
     else:
         click.echo(f"No builds under {out} used this voice.")
+
+
+@voices.command("amend")
+@click.argument("voice_id", metavar="ID")
+@click.option("--languages", "langs", default=None, help="The new languages, e.g. en.")
+@click.option("--uses", default=None, help="The new uses, e.g. training.")
+@click.option("--expires", default=None, help="The new last day of consent, YYYY-MM-DD.")
+@click.option("--consent", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="The speaker reading the new statement aloud (needed to widen the terms).")
+@click.option("--statement", default=None, help="The words of the new consent statement.")
+@VOICES_DIR
+@_clean_errors
+def voices_amend(voice_id: str, langs: str | None, uses: str | None, expires: str | None,
+                 consent: Path | None, statement: str | None, voices_dir: str | None) -> None:
+    """Change a voice's terms: narrowing is recorded at once, widening needs new recorded
+    consent."""
+    from stages import paths
+    from stages.voices import Amendment, amend
+
+    record = amend(paths.voices_dir(voices_dir), Amendment(
+        voice_id=voice_id, languages=_split_langs(langs), uses=_split_langs(uses),
+        expires=expires, consent=consent, statement=statement))
+    c = record.consent
+    click.echo(f"Amended '{record.id}' (ledger entry #{record.ledger.latest.entry}): "
+               f"{', '.join(c.languages)}; uses {', '.join(c.uses)}; until {c.expires}.")
+
+
+@voices.command("audit")
+@click.argument("voice_id", metavar="[ID]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the audit as JSON.")
+@VOICES_DIR
+@_clean_errors
+def voices_audit(voice_id: str | None, as_json: bool, voices_dir: str | None) -> None:
+    """Verify the consent ledger and print each voice's history, its syntheses and every video
+    it went into. Exits 2, naming the fault, when the ledger does not verify."""
+    from stages import paths
+    from stages.voices import audit
+
+    report = audit(paths.voices_dir(voices_dir), voice_id)
+    if as_json:
+        click.echo(json.dumps(report, indent=1, ensure_ascii=False))
+        return
+    book = report["ledger"]
+    click.echo(f"{book['file']}: {book['entries']} entries, signatures and chain verified "
+               f"(key {book['key']}, ledger {book['id']})")
+    for each, voice in report["voices"].items():
+        click.echo(f"\n{each}: {voice['status']}")
+        for event in voice["history"]:
+            click.echo(f"  #{event['entry']:<5} {event['at']}  {event['event']:<8} "
+                       f"{_audit_detail(event)}")
+        by_language: dict[str, int] = {}
+        for event in voice["syntheses"]:
+            by_language[event["language"]] = by_language.get(event["language"], 0) + 1
+        click.echo(f"  syntheses: {len(voice['syntheses'])}"
+                   + (f" ({', '.join(f'{k} {v}' for k, v in sorted(by_language.items()))})"
+                      if by_language else ""))
+        for event in voice["videos"]:
+            click.echo(f"  video #{event['entry']:<5} {event['on']}  {event['language']:<6} "
+                       f"{event['script']}  {event['video']}")
+
+
+def _audit_detail(event: dict) -> str:
+    if event["event"] in ("consent", "terms"):
+        new = " new recording," if "recording" in event else ""
+        return (f"{new} {', '.join(event['languages'])}; {', '.join(event['uses'])}; "
+                f"{event['granted']} to {event['expires']}").strip()
+    if event["event"] == "revoke":
+        return f"on {event['on']}" + (f" ({event['reason']})" if event.get("reason") else "")
+    if event["event"] == "erase":
+        return (f"on {event['on']}: {len(event['recordings'])} recordings and "
+                f"{event['deleted']} cached files deleted, {len(event['videos'])} videos left")
+    return f"by {event['by']}"
+
+
+@voices.command("erase")
+@click.argument("voice_id", metavar="ID")
+@click.option("--outputs", "outputs", multiple=True, default=["outputs"], show_default=True,
+              type=click.Path(file_okay=False),
+              help="Output folder whose cached narrations in the voice are deleted (repeat for "
+                   "more).")
+@VOICES_DIR
+@_clean_errors
+def voices_erase(voice_id: str, outputs: tuple[str, ...], voices_dir: str | None) -> None:
+    """Erase a voice (a data-subject request): revoke it, delete its recordings and every
+    cached narration in it, list the videos that still hold it, and record the erasure."""
+    from stages import paths
+    from stages.voices import erase
+
+    done = erase(paths.voices_dir(voices_dir), voice_id, [Path(o) for o in outputs])
+    click.echo(f"Erased '{voice_id}' (ledger entry #{done.entry.seq}): {len(done.recordings)} "
+               f"recordings and {len(done.narrations)} cached narration files deleted; the "
+               "ledger keeps their sha256, never audio.")
+    if done.videos:
+        click.echo("Videos that still hold the voice (rebuild them with another voice, or "
+                   "withdraw them):")
+        for video in done.videos:
+            click.echo(f"  {video}")
+    else:
+        click.echo("No video on record still holds the voice.")
 
 
 @main.command()

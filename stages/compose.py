@@ -287,7 +287,9 @@ def master_sound(job: ComposeJob, timeline: Timeline, store: AssetStore) -> Soun
             lay_narration(slots, timeline, narration)
             mix_audio(narration, job.music, timeline.duration, options, mix)
             master_loudness(mix, options, out)
-        return {"seconds": timeline.duration, "loudness": loudness(out)}
+        # Which narrations the mix holds: an erased voice's mixes are found and deleted.
+        return {"seconds": timeline.duration, "loudness": loudness(out),
+                "narrations": [Path(s.narration).name for s in slots if s.narration]}
 
     asset = store.produce("sound", recipe, ".m4a", make)
     return Sound(asset.path, asset.info["loudness"], asset.cached)

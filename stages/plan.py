@@ -233,10 +233,14 @@ def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
         allowed = [lang for lang in plan.languages if lang not in refused]
         hint = (f"build only --lang {','.join(allowed)}, " if allowed else "") + (
             "record new consent, or use voice: stock")
-        raise ConsentError("\n".join([*refused.values(), f"Nothing was built: {hint}."]))
+        raise ConsentError("\n".join([*dict.fromkeys(refused.values()),   # once each
+                                      f"Nothing was built: {hint}."]))
     choice = plan.profile.stages["narrate"]
     narrator = narrate.BACKENDS.get(choice.backend)(choice.options)
-    return {lang: narrator.voice_plan(lang, plan.enrolled_voice) for lang in plan.languages}
+    voicing = {lang: narrator.voice_plan(lang, plan.enrolled_voice) for lang in plan.languages}
+    if any(v.clones for v in voicing.values()):   # every synthesis is signed into the ledger
+        voices.require_signing(plan.voices_dir)
+    return voicing
 
 
 def loads_model(plan: BuildPlan, stage: str) -> bool:
@@ -399,7 +403,7 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
     else:
         sentences = plan.sentences(scene, language)
     backend: narrate.NarrateBackend = _backend(plan, "narrate", loaded)
-    reference, similarity = None, None
+    reference, similarity, record = None, None, None
     if plan.enrolled_voice:
         record = voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language,
                                       plan.use)
@@ -415,10 +419,16 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
     request = narrate.NarrationRequest(sentences=sentences, language=language,
                                        voice=plan.loaded.script.voice, reference=reference)
     with reported(plan.work("narrate", scene, language, notice=scene is None)):
-        return _generate(plan, "narrate", backend, request, ".wav",
-                         lambda out: backend.narrate(request, out), language=language,
-                         similarity=None if similarity is None else round(similarity, 4),
-                         **({"notice": True} if scene is None else {}))
+        asset = _generate(plan, "narrate", backend, request, ".wav",
+                          lambda out: backend.narrate(request, out), language=language,
+                          similarity=None if similarity is None else round(similarity, 4),
+                          **({"notice": True} if scene is None else {}))
+    if record is not None and reference is not None and not asset.cached \
+            and asset.info.get("cloned"):
+        voices.record_synthesis(plan.voices_dir, record, language, plan.use,
+                                plan.loaded.script.id, scene.id if scene else "notice",
+                                asset.sha256)
+    return asset
 
 
 def timeline_narrations(plan: BuildPlan, voices: list[Asset],

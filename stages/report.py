@@ -78,6 +78,16 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
     )
 
 
+def record_cloned_videos(plan: BuildPlan, narrations: dict[str, list[Asset]],
+                         videos: dict[str, ComposeResult]) -> None:
+    """Sign into the consent ledger each video a cloned voice went into (once per file)."""
+    cloned = {lang: videos[lang].video for lang, assets in narrations.items()
+              if _cloned(assets) and lang in videos}
+    if plan.enrolled_voice and cloned:
+        record = voices.load_voice(plan.voices_dir, plan.loaded.script.voice)
+        voices.record_videos(plan.voices_dir, record, plan.use, plan.loaded.script.id, cloned)
+
+
 def _marks(result: ComposeResult) -> dict[str, Any]:
     """What the video carries to say it is synthetic and where it came from."""
     marks = result.marks

@@ -452,8 +452,9 @@ class _Checks:
         if not SCENE_ID.fullmatch(voice) or len(voice) > 64:
             self.fail(("voice",), f"expected 'stock' or an enrolled voice id, got {voice!r}")
         elif not (self.voices / voice / "voice.yaml").is_file():
-            self.fail(("voice",), f"voice {voice!r} is not enrolled in {self.voices}; enrol it "
-                      f"with `sopreel voices add {voice} ...`, or use 'stock'")
+            from stages.voices import not_enrolled
+
+            self.fail(("voice",), not_enrolled(self.voices, voice))
 
     def style(self) -> None:
         available = sorted(p.stem for p in STYLES.glob("*.yaml"))

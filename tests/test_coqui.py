@@ -125,6 +125,29 @@ def test_cloned_build_records_consent_then_revocation_stops_reuse(
         cues = parse_srt((video.parent / "subtitles.srt").read_text(encoding="utf-8"))
         assert cues and cues[-1]["end"] <= duration + 0.05
 
+    # Every synthesis in the cloned voice, and every video it went into, is in the ledger,
+    # citing the consent entry the manifest cites.
+    record = yaml.safe_load((voices / "anna" / "voice.yaml").read_text(encoding="utf-8"))
+    assert voice["ledger"]["authorised_by"] == record["ledger"]["consent"]
+    entries = ledger_entries(voices)
+    synthesised = [e for e in entries if e["event"] == "synthesis"]
+    assert {(e["language"], e["scene"]) for e in synthesised} >= {
+        (lang, scene) for lang in ("en", "zh-TW") for scene in ("isolate", "lock")}
+    assert not [e for e in synthesised if e["language"] == "th"]   # stock voice there
+    assert all(e["authorised_by"] == record["ledger"]["consent"] and e["use"] == "training"
+               and e["script"] == "test-sop" for e in synthesised)
+    narrations = {json.loads(m.read_text())["sha256"]: m for m in
+                  (out / "test-sop" / "assets" / "narrate").glob("*.wav.json")}
+    assert {e["narration_sha256"] for e in synthesised} <= narrations.keys()
+    videos = {e["language"]: e for e in entries if e["event"] == "video"}
+    assert videos.keys() == {"en", "zh-TW"}
+    assert videos["en"]["video"] == str((out / "test-sop" / "en" / "video.mp4").resolve())
+    from stages import voices as voice_records
+
+    voice_records.record_videos(voices, voice_records.load_voice(voices, "anna"), "training",
+                                "test-sop", {"en": out / "test-sop" / "en" / "video.mp4"})
+    assert len(ledger_entries(voices)) == len(entries)   # a video is recorded once
+
     # Revoked after a successful build: the next build stops before any synthesis, and
     # `revoke` names the build that used the voice.
     revoked = CliRunner().invoke(main, ["voices", "revoke", "anna", "--voices-dir", str(voices),
@@ -132,6 +155,33 @@ def test_cloned_build_records_consent_then_revocation_stops_reuse(
     assert revoked.exit_code == 0 and str(out / "test-sop") in revoked.output
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "consent was revoked" in result.output
+
+    # Erased (a data-subject request): recordings and cached narrations in the voice go, the
+    # videos that still hold it are listed, the ledger keeps only hashes.
+    erased = CliRunner().invoke(main, ["voices", "erase", "anna", "--voices-dir", str(voices),
+                                       "--outputs", str(out)])
+    assert erased.exit_code == 0, erased.output
+    assert str((out / "test-sop" / "zh-TW" / "video.mp4").resolve()) in erased.output
+    assert not (voices / "anna").exists()
+    left = {json.loads(m.read_text())["sha256"] for m in
+            (out / "test-sop" / "assets" / "narrate").glob("*.wav.json")}
+    assert not left & {e["narration_sha256"] for e in synthesised}
+    assert left   # Thai, spoken by the stock voice, stays
+    mixes = [json.loads(m.read_text())["info"] for m in
+             (out / "test-sop" / "assets" / "sound").glob("*.json")]
+    assert len(mixes) == 1   # only the Thai mix holds no clone
+    audit = CliRunner().invoke(main, ["voices", "audit", "anna", "--json", "--voices-dir",
+                                      str(voices)])
+    history = json.loads(audit.output)["voices"]["anna"]
+    assert [e["event"] for e in history["history"]] == ["enrol", "consent", "revoke", "erase"]
+    assert history["status"].startswith("erased on ") and len(history["videos"]) == 2
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "was erased on" in result.output
+
+
+def ledger_entries(voices: Path) -> list[dict]:
+    return [json.loads(line) for line in
+            (voices / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def test_cached_narration_is_not_reused_after_revocation(tmp_path, recordings,
