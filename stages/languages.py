@@ -29,6 +29,7 @@ class Language(BaseModel):
     line_chars: int = Field(gt=4, le=80)
     reading_cps: float = Field(gt=1, le=40)
     sentence_end: str
+    clause_words: tuple[str, ...] = ()   # a too-long sentence may be split before these
     aliases: tuple[str, ...] = ()
 
 

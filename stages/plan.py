@@ -418,9 +418,17 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
             voices.check_same_speaker(record, similarity or 0.0, threshold)
     request = narrate.NarrationRequest(sentences=sentences, language=language,
                                        voice=plan.loaded.script.voice, reference=reference)
+    def make(out: Path) -> dict[str, Any]:
+        """The narration, and for a clone how much it sounds like the enrolled reference
+        (the consent check's speaker encoder): evidence the voice heard is the person's."""
+        info = backend.narrate(request, out)
+        if reference is not None and info.get("cloned"):
+            score = backend.same_speaker_score(reference, out)
+            info["output_similarity"] = None if score is None else round(score, 4)
+        return info
+
     with reported(plan.work("narrate", scene, language, notice=scene is None)):
-        asset = _generate(plan, "narrate", backend, request, ".wav",
-                          lambda out: backend.narrate(request, out), language=language,
+        asset = _generate(plan, "narrate", backend, request, ".wav", make, language=language,
                           similarity=None if similarity is None else round(similarity, 4),
                           **({"notice": True} if scene is None else {}))
     if record is not None and reference is not None and not asset.cached \

@@ -120,7 +120,8 @@ def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[st
     """Who spoke each language, and for a cloned voice the consent that allowed it."""
     spoken = {lang: {"voice": assets[0].info.get("voice"), "cloned": _cloned(assets),
                      "model": assets[0].info.get("model"),
-                     "license": assets[0].info.get("license")}
+                     "license": assets[0].info.get("license"),
+                     "output_similarity": _output_similarity(assets)}
               for lang, assets in narrations.items()}
     entry: dict[str, Any] = {"id": plan.loaded.script.voice, "use": plan.use, "spoken": spoken}
     if not plan.enrolled_voice:
@@ -134,12 +135,25 @@ def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[st
             "similarity": {"score": min(scores), "threshold": threshold} if scores else None}
 
 
+def _output_similarity(assets: list[Asset]) -> float | None:
+    """The least any cloned narration of a language sounds like the enrolled reference."""
+    scores = [a.info["output_similarity"] for a in assets
+              if a.info.get("output_similarity") is not None]
+    return min(scores) if scores else None
+
+
 def _voice_warnings(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> list[str]:
     if not plan.enrolled_voice:
         return []
-    return [f"voice {plan.loaded.script.voice!r}, {lang}: spoken by the "
-            f"{assets[0].info.get('voice')}, not a clone" for lang, assets in narrations.items()
-            if not _cloned(assets)]
+    threshold = getattr(plan.profile.stages["narrate"].options, "speaker_similarity", None)
+    voice = plan.loaded.script.voice
+    return [f"voice {voice!r}, {lang}: spoken by the {assets[0].info.get('voice')}, not a clone"
+            for lang, assets in narrations.items() if not _cloned(assets)] + [
+        f"voice {voice!r}, {lang}: the cloned narration sounds little like the enrolled "
+        f"reference (speaker similarity {score:.4f}, under {threshold:g}); listen to it before "
+        "publishing" for lang, assets in narrations.items()
+        if threshold is not None and (score := _output_similarity(assets)) is not None
+        and score < threshold]
 
 
 def _asset_warnings(scenes: list[SceneEntry]) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 
 from stages.languages import Language
 
@@ -179,6 +180,69 @@ def _balanced(units: list[str], separator: str, text: str, limit: int, count: in
         if len(lines) <= count:
             return lines
     return []
+
+
+# ------------------------------------------------------- sentences that fit a voice model
+
+PAUSE_AFTER = {"han": "，、；：,;:", "latin": ",;:", "thai": ""}
+
+
+def speech_parts(sentence: str, language: Language, fits: Callable[[str], bool]) -> list[str]:
+    """A sentence -> the parts a voice model is given, each one that `fits` it.
+
+    A sentence that fits stays whole. A longer one is split where a speaker would pause: after
+    clause punctuation (Chinese ，、；：, Latin , ; :; Thai the space between phrases), then
+    before a conjunction (`clause_words`), then between words (Thai: dictionary words), and
+    only as a last resort between characters; neighbouring pieces are joined again while they
+    fit, so the parts are as few and as long as the model allows."""
+    return _fitted(sentence.strip(), language, fits, 0)
+
+
+def _fitted(text: str, language: Language, fits: Callable[[str], bool], level: int) -> list[str]:
+    if fits(text) or level == len(_SPLITTERS):
+        return [text]
+    pieces, joiner = _SPLITTERS[level](text, language)
+    return [part for piece in _packed(pieces, joiner, fits)
+            for part in _fitted(piece, language, fits, level + 1)]
+
+
+def _packed(pieces: list[str], joiner: str, fits: Callable[[str], bool]) -> list[str]:
+    packed: list[str] = []   # pieces keep their own spaces (a Thai word's, before "PPE")
+    for piece in (p for p in pieces if p.strip()):
+        joined = f"{packed[-1]}{joiner}{piece}" if packed else piece
+        if packed and fits(joined.strip()):
+            packed[-1] = joined
+        else:
+            packed.append(piece)
+    return [piece.strip() for piece in packed]
+
+
+def _at_pauses(text: str, language: Language) -> tuple[list[str], str]:
+    if language.writing == "thai":
+        return THAI_PHRASE_SPACE.split(text), " "
+    marks = re.escape(PAUSE_AFTER[language.writing])
+    if language.writing == "han":
+        return re.split(rf"(?<=[{marks}])", text), ""
+    return re.split(rf"(?<=[{marks}])\s+", text), " "
+
+
+def _at_clause_words(text: str, language: Language) -> tuple[list[str], str]:
+    if not language.clause_words:
+        return [text], " "
+    words = "|".join(re.escape(w) for w in sorted(language.clause_words, key=len, reverse=True))
+    return re.split(rf"\s+(?=(?:{words})(?:\s|$))", text, flags=re.IGNORECASE), " "
+
+
+def _at_words(text: str, language: Language) -> tuple[list[str], str]:
+    units, separator = _units(text, language)
+    return units, separator if language.writing == "latin" else ""
+
+
+def _at_characters(text: str, language: Language) -> tuple[list[str], str]:
+    return _clusters_split(text, 1), ""
+
+
+_SPLITTERS = (_at_pauses, _at_clause_words, _at_words, _at_characters)
 
 
 def wrap_lines(text: str, language: Language) -> list[str]:

@@ -68,6 +68,32 @@ def test_xtts_clones_from_the_reference_sentence_by_sentence(narrator, recording
     assert np.array_equal(read_wav(tmp_path / "b.wav")[0], samples)   # seeded: reproducible
 
 
+LONG_EN = ("Before you start the forklift, walk around it and check the tyres, the forks and "
+           "the chains, then sit down and fasten your seat belt because a tip-over can crush "
+           "anyone standing beside the truck, and never carry a passenger on the forks or the "
+           "load, whatever the supervisor says about the schedule and however short the trip "
+           "across the yard to the loading dock may be.")
+LONG_ZH = ("開始操作堆高機之前，請繞車一周檢查輪胎、貨叉和鏈條，然後坐下並繫好安全帶，"
+           "因為翻車可能會壓傷站在旁邊的人；無論主管怎麼說、路程多短，都不要讓任何人站在貨叉"
+           "或貨物上，也不要在坡道上轉彎。")
+
+
+@pytest.mark.parametrize(("language", "sentence"), [("en", LONG_EN), ("zh-TW", LONG_ZH)])
+def test_a_sentence_past_the_models_text_limit_is_spoken_in_parts(narrator, recordings,
+                                                                   tmp_path, language,
+                                                                   sentence):
+    """XTTS refuses text past gpt_max_text_tokens (100 in the tiny model) and degrades past
+    its characters per language (250 English, 82 Chinese): sopreel speaks the sentence in
+    parts that fit, one sentence on the clock and in the subtitles."""
+    assert not narrator.fits(sentence, language)
+    request = NarrationRequest(sentences=(sentence, "Stop."), language=language, voice="anna",
+                               reference=recordings["reference"])
+    info = narrator.narrate(request, tmp_path / "long.wav")
+    assert [s["text"] for s in info["sentences"]] == [sentence, "Stop."]
+    samples, rate = read_wav(tmp_path / "long.wav")
+    assert abs(len(samples) / rate - info["seconds"]) < 0.01 and info["cloned"]
+
+
 def test_stock_voice_is_a_built_in_speaker_and_thai_takes_its_route(narrator, tmp_path):
     info = narrator.narrate(NarrationRequest(sentences=("Hello.",), language="en"),
                             tmp_path / "en.wav")
@@ -117,6 +143,15 @@ def test_cloned_build_records_consent_then_revocation_stops_reuse(
     assert voice["spoken"]["en"]["cloned"] and voice["spoken"]["zh-TW"]["cloned"]
     assert voice["spoken"]["en"]["license"] == "Coqui Public Model License 1.0.0"
     assert not voice["spoken"]["th"]["cloned"]
+    # How much each cloned language sounds like the enrolled reference; a warning under the
+    # threshold (random tiny weights: whatever the score, the warning follows it).
+    for lang in ("en", "zh-TW"):
+        score = voice["spoken"][lang]["output_similarity"]
+        assert -1 <= score <= 1
+        warned = any(f"{lang}: the cloned narration sounds little like" in w
+                     for w in manifest["warnings"])
+        assert warned == (score < 0.6)
+    assert voice["spoken"]["th"]["output_similarity"] is None
     assert any("th: spoken by the stock voice" in w for w in manifest["warnings"])
     assert "cloned voice 'anna'" in manifest["disclosure"]
     for lang in ("en", "zh-TW", "th"):
@@ -222,15 +257,19 @@ def test_consent_in_another_voice_is_refused(tmp_path, recordings, narrator_opti
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_an_error_inside_the_model_library_is_one_line_and_a_log(tmp_path, narrator_options):
-    """A sentence past the tiny XTTS's text limit (100 tokens): coqui asserts deep inside.
-    The user's terminal shows one line naming the stage, scene, language and backend with
-    coqui's own words; the traceback is in the log file the line names, and in the run log."""
+def test_an_error_inside_the_model_library_is_one_line_and_a_log(tmp_path, narrator_options,
+                                                                  recordings):
+    """An XTTS whose text limit (2 tokens) no piece of a sentence fits, not even one letter:
+    coqui asserts deep inside. The user's terminal shows one line naming the stage, scene,
+    language and backend with coqui's own words; the traceback is in the log file the line
+    names, and in the run log."""
     from prefect.settings import get_current_settings
+    from tiny_coqui import build_xtts
 
-    long = " ".join(["Check the forks, the chains and the mast before every shift"] * 12) + "."
+    narrator_options = {**narrator_options, "model": str(build_xtts(
+        tmp_path / "xtts-2", recordings["reference"], max_text_tokens=2))}
     script = write_script(tmp_path, base_script(music=None, scenes=[
-        {"id": "forks", "narration": long, "visual": "a forklift"}]))
+        {"id": "forks", "narration": "Check the forks.", "visual": "a forklift"}]))
     out = tmp_path / "out"
     env = {key: value for key, value in os.environ.items()   # a user's terminal, no test logs
            if key != "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"}

@@ -12,7 +12,7 @@ from stages import languages
 from stages.narrate.speech import speakable
 from stages.style import load_style
 from stages.subtitles import ass_escape, to_ass, to_srt, to_vtt
-from stages.text import CLOSING, OPENING, cue_texts, split_sentences, width
+from stages.text import CLOSING, OPENING, cue_texts, speech_parts, split_sentences, width
 from stages.timeline import Cue, SentenceTiming, build_timeline
 
 EN, ZH, TH = languages.get("en"), languages.get("zh-TW"), languages.get("th")
@@ -152,3 +152,43 @@ def test_punctuation_only_narration_is_still_one_sentence():
 ])
 def test_narration_reads_numbers_units_and_abbreviations(written, language, spoken):
     assert speakable(written, language) == spoken
+
+
+LONG_SENTENCES = {
+    "en": ("Before you start the forklift, walk around it and check the tyres, the forks and "
+           "the chains, then sit down and fasten your seat belt because a tip-over can crush "
+           "you.",
+           ["Before you start the forklift,", "walk around it", "and check the tyres,",
+            "the forks and the chains,", "then sit down", "and fasten your seat belt",
+            "because a tip-over can crush", "you."]),
+    "zh-TW": ("開始操作堆高機之前，請繞車一周檢查輪胎、貨叉和鏈條，"
+              "然後坐下並繫好安全帶，因為翻車可能會壓傷你。",
+              ["開始操作堆高機之前，請繞車一周檢查輪胎、貨叉和鏈條，",
+               "然後坐下並繫好安全帶，因為翻車可能會壓傷你。"]),
+    "th": ("ก่อนเริ่มใช้รถยก ให้เดินตรวจรอบรถ ตรวจยาง งา และโซ่ แล้วนั่งลงและคาดเข็มขัดนิรภัย "
+           "เพราะรถอาจพลิกคว่ำทับคุณได้ และต้องสวม PPE ทุกครั้ง",
+           ["ก่อนเริ่มใช้รถยก", "ให้เดินตรวจรอบรถ ตรวจยาง งา", "และโซ่",
+            "แล้วนั่งลงและคาดเข็มขัดนิรภัย", "เพราะรถอาจพลิกคว่ำทับคุณได้",
+            "และต้องสวม PPE ทุกครั้ง"]),
+    "vi": ("Trước khi khởi động xe nâng, hãy đi một vòng quanh xe và kiểm tra lốp, càng nâng "
+           "và xích, rồi ngồi xuống và thắt dây an toàn vì xe có thể lật và đè lên bạn.",
+           ["Trước khi khởi động xe nâng,", "hãy đi một vòng quanh xe", "và kiểm tra lốp,",
+            "càng nâng và xích,", "rồi ngồi xuống", "và thắt dây an toàn", "vì xe có thể lật",
+            "và đè lên bạn."]),
+}
+
+
+@pytest.mark.parametrize("code", list(LONG_SENTENCES))
+def test_a_sentence_too_long_for_the_model_is_split_where_a_speaker_pauses(code):
+    """30 characters a part: clause punctuation first, then before a conjunction, then between
+    (dictionary) words; nothing is lost or reordered."""
+    sentence, expected = LONG_SENTENCES[code]
+    language = languages.get(code)
+    parts = speech_parts(sentence, language, lambda text: len(text) <= 30)
+    assert parts == expected
+    glue = "" if language.writing == "han" else " "
+    assert glue.join(parts) == sentence
+    assert speech_parts(sentence, language, lambda text: True) == [sentence]
+    tiny = speech_parts(sentence, language, lambda text: len(text) <= 8)   # words split too
+    assert all(len(p) <= 8 for p in tiny)
+    assert "".join(tiny).replace(" ", "") == sentence.replace(" ", "")

@@ -11,7 +11,8 @@ from pathlib import Path
 THAI = "".join(chr(c) for c in range(0x0E01, 0x0E5C))
 
 
-def build_xtts(folder: Path, reference: Path, languages=("en", "zh-cn")) -> Path:
+def build_xtts(folder: Path, reference: Path, languages=("en", "zh-cn"),
+               max_text_tokens: int = 100) -> Path:
     """An XTTS folder (config.json, model.pth, vocab.json, speakers_xtts.pth), about 90 MB:
     XTTS's speaker encoder and decoder widths are fixed by the architecture."""
     import torch
@@ -29,7 +30,8 @@ def build_xtts(folder: Path, reference: Path, languages=("en", "zh-cn")) -> Path
                                                               special_tokens=special))
     tokenizer.save(str(folder / "vocab.json"))
     args = XttsArgs(gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, decoder_input_dim=32,
-                    gpt_max_audio_tokens=40, gpt_max_text_tokens=100, gpt_max_prompt_tokens=70)
+                    gpt_max_audio_tokens=40, gpt_max_text_tokens=max_text_tokens,
+                    gpt_max_prompt_tokens=70)
     config = XttsConfig(model_args=args, languages=list(languages))
     torch.manual_seed(0)
     model = Xtts(config)

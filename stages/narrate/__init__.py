@@ -56,6 +56,24 @@ class NarrateBackend(Backend):
         """Speaker similarity of two recordings, for backends that clone; None otherwise."""
         return None
 
+    def fits(self, text: str, language: str) -> bool:
+        """Whether the model takes `text` in one piece (its text limit for `language`); a
+        sentence that does not fit is spoken in parts (`text.speech_parts`). espeak-ng has no
+        limit."""
+        return True
+
+
+CLAUSE_PAUSE_S = 0.12   # between the parts of a sentence too long for the model: a breath
+
+
+def spoken_parts(parts: list[np.ndarray], rate: int) -> np.ndarray:
+    """The parts of one sentence joined with a short pause, as a speaker pauses at a comma."""
+    pause = np.zeros(round(CLAUSE_PAUSE_S * rate), dtype=np.float32)
+    joined: list[np.ndarray] = []
+    for index, part in enumerate(parts):
+        joined += [pause, part] if index else [part]
+    return np.concatenate(joined) if joined else np.zeros(0, dtype=np.float32)
+
 
 def join_sentences(sentences: list[tuple[str, np.ndarray]], gap_s: float, out: Path,
                    rate: int = SAMPLE_RATE) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages import languages
 from stages.assets import file_sha256
 from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError
@@ -36,9 +37,11 @@ from stages.narrate import (
     VoicePlan,
     join_sentences,
     resample,
+    spoken_parts,
     trim_silence,
 )
 from stages.narrate.speech import speakable
+from stages.text import speech_parts
 
 # XTTS-v2's languages (its config.json); used before the weights are on this machine.
 XTTS_V2_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar",
@@ -176,20 +179,41 @@ class CoquiBackend(NarrateBackend):
         tts = self._model(route.model)
         rate = tts.synthesizer.output_sample_rate
         spoken = []
+        language = languages.get(request.language)
         for index, sentence in enumerate(request.sentences):
             text = speakable(sentence, request.language)
-            torch.manual_seed(options.seed + index)
-            if route.language is None:
-                wav = tts.tts(text, split_sentences=False)
-            else:
-                latent, embedding = self._voice(route, request.reference)
-                wav = tts.synthesizer.tts_model.inference(text, route.language, latent,
-                                                          embedding)["wav"]
-            samples = np.asarray(wav.cpu() if hasattr(wav, "cpu") else wav, dtype=np.float32)
-            spoken.append((sentence, resample(trim_silence(samples, rate), rate)))
+            parts = []
+            for part, piece in enumerate(speech_parts(text, language,
+                                                      lambda t: self._fits(route, t))):
+                torch.manual_seed(options.seed + index + 7919 * part)
+                if route.language is None:
+                    wav = tts.tts(piece, split_sentences=False)
+                else:
+                    latent, embedding = self._voice(route, request.reference)
+                    wav = tts.synthesizer.tts_model.inference(piece, route.language, latent,
+                                                              embedding)["wav"]
+                samples = np.asarray(wav.cpu() if hasattr(wav, "cpu") else wav, dtype=np.float32)
+                parts.append(trim_silence(samples, rate))
+            spoken.append((sentence, resample(spoken_parts(parts, rate), rate)))
         info = join_sentences(spoken, options.gap_s, out)
         return {**info, "voice": route.note, "cloned": route.clones, "model": route.model,
                 "license": route.license}
+
+    def fits(self, text: str, language: str) -> bool:
+        return self._fits(self.route(language, clone=False), text)
+
+    def _fits(self, route: Route, text: str) -> bool:
+        """XTTS's limits: its tokenizer's characters per language (past them audio degrades or
+        is cut) and the model's `gpt_max_text_tokens` (past it, it refuses). Other coqui models
+        (VITS) declare none."""
+        if route.language is None:
+            return True
+        model = self._model(route.model).synthesizer.tts_model
+        tokenizer = model.tokenizer
+        if len(text) > tokenizer.char_limits.get(route.language.split("-")[0], 250):
+            return False
+        tokens = tokenizer.encode(text.strip().lower(), lang=route.language)
+        return len(tokens) < model.args.gpt_max_text_tokens
 
     def speaker_embedding(self, recording: Path) -> np.ndarray:
         """XTTS's own speaker encoder (the one its decoder is conditioned on)."""
