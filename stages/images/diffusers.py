@@ -122,10 +122,12 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
             arguments = self._arguments(pipe, request, on_progress)
             with torch.inference_mode():
                 image = pipe(**arguments).images[0]
+            # Inside the lock: a fast tokenizer's truncation setting is shared state, and
+            # counting tokens untruncated while another thread encodes a prompt made that
+            # thread's CLIP input overflow (a race seen in the GPU-lock test).
+            facts = self._facts(pipe, request, arguments)
         image.save(out, format="PNG")
-        return self._facts(pipe, request, arguments) | {"width": image.width,
-                                                        "height": image.height,
-                                                        "steps": options.steps}
+        return facts | {"width": image.width, "height": image.height, "steps": options.steps}
 
     def _arguments(self, pipe: Any, request: ImageRequest,
                    on_progress: Callable[[float], None] | None) -> dict[str, Any]:
