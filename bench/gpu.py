@@ -1,8 +1,9 @@
-"""Every GPU benchmark in one go (`make bench-gpu`): studio images, animation and music, each
-on random weights at the real models' size, within about 8 minutes on one H100 or H200.
+"""Every GPU benchmark in one go (`make bench-gpu`): studio images, animation, music and
+narration, each on random weights at the real models' size, within about 9 minutes on one H100
+or H200.
 
 Each benchmark runs in a process of its own (its GPU memory is free for the next) under a time
-limit that keeps the whole run inside 8 minutes; one that overruns is stopped and reported, and
+limit that keeps the whole run inside 9 minutes; one that overruns is stopped and reported, and
 the others still run. Tables and figures land in bench/out/gpu/ (NAME.md as printed, NAME.json),
 then a summary is printed, ready for bench/RESULTS.md. torch.compile runs are left out (their
 compilation alone takes minutes): run `bench/images_gpu.py`, `bench/animate_gpu.py --compile`
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], int]] = {
     "images": ("images_gpu.py", ["--runs", "2", "--no-compile"], 150),
     "animate": ("animate_gpu.py", ["--runs", "2"], 110),
     "music": ("music_gpu.py", ["--models", "small,medium", "--runs", "1"], 200),
+    "narrate": ("narrate_gpu.py", ["--runs", "2"], 90),
 }
 QUICK_LIMIT_S = 180
 
@@ -64,6 +66,9 @@ def headline(name: str, figures: dict | list | None) -> str:
         return "; ".join(f"{kind} step {figures[kind]['median_s']} s "
                          f"({figures[kind]['tflops']} TFLOP/s, {figures[kind]['x_floor']}x floor)"
                          for kind in ("unguided", "guided"))
+    if name == "narrate":
+        return "OmniVoice " + "; ".join(f"{r['language']} {r['x_real_time']}x real time"
+                                        for r in figures["languages"])
     return "; ".join(f"{r['model']}: {r['fresh']['x_real_time']}x real time fresh, "
                      f"{r['continued']['x_real_time']}x continued" for r in figures)
 

@@ -422,11 +422,13 @@ def voices_init_key(organisation: str | None, new_ledger: bool, voices_dir: str 
 @click.option("--expires", required=True, help="Last day of consent, YYYY-MM-DD.")
 @click.option("--organisation", default=None,
               help="The organisation the consent is given to; the statement must name it too.")
+@click.option("--reference-text", default=None,
+              help="The words spoken in the reference recording (OmniVoice clones from both).")
 @VOICES_DIR
 @_clean_errors
 def voices_add(voice_id: str, name: str, reference: Path, consent: Path, statement: str,
                langs: str, uses: str, expires: str, organisation: str | None,
-               voices_dir: str | None) -> None:
+               reference_text: str | None, voices_dir: str | None) -> None:
     """Enrol a person's voice with their recorded consent."""
     from stages import paths
     from stages.voices import Enrolment, enrol
@@ -435,10 +437,26 @@ def voices_add(voice_id: str, name: str, reference: Path, consent: Path, stateme
     record = enrol(folder, Enrolment(
         voice_id=voice_id, name=name, reference=reference, consent=consent,
         statement=statement, languages=_split_langs(langs) or [],
-        uses=_split_langs(uses) or [], expires=expires, organisation=organisation))
+        uses=_split_langs(uses) or [], expires=expires, organisation=organisation,
+        reference_text=reference_text))
     c = record.consent
     click.echo(f"Enrolled '{record.id}' ({record.name}) in {folder / record.id}: "
                f"{', '.join(c.languages)}; uses {', '.join(c.uses)}; until {c.expires}.")
+
+
+@voices.command("transcript")
+@click.argument("voice_id", metavar="ID")
+@click.option("--text", required=True, help="The words spoken in the reference recording.")
+@VOICES_DIR
+@_clean_errors
+def voices_transcript(voice_id: str, text: str, voices_dir: str | None) -> None:
+    """Record what is said in a voice's reference recording (signed into the ledger)."""
+    from stages import paths
+    from stages.voices import set_transcript
+
+    record = set_transcript(paths.voices_dir(voices_dir), voice_id, text)
+    click.echo(f"Recorded the transcript of '{record.id}'s reference (ledger entry "
+               f"#{record.ledger.latest.entry}).")
 
 
 @voices.command("list")
@@ -479,6 +497,7 @@ def voices_show(voice_id: str, voices_dir: str | None) -> None:
             ("id", record.id), ("name", record.name), ("folder", folder / record.id),
             ("reference", f"{record.reference.file} ({record.reference.seconds} s, sha256 "
                           f"{record.reference.sha256[:16]}...)"),
+            ("transcript", voice_records.reference_text(folder, record) or "none recorded"),
             ("consent", f"{c.recording.file} ({c.recording.seconds} s, sha256 "
                         f"{c.recording.sha256[:16]}...)"),
             ("statement", c.statement), ("organisation", c.organisation or "-"),

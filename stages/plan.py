@@ -129,7 +129,8 @@ class BuildPlan:
     def work(self, stage: str, scene: ScenePlan | None = None, language: str | None = None,
              notice: bool = False) -> Work:
         """One item of a stage's work, named in a failure; its traceback goes to logs/."""
-        choice = self.profile.stages.get(stage)
+        choice = (self.profile.narrator(language) if stage == "narrate" and language
+                  else self.profile.stages.get(stage))
         return Work(stage=stage, backend=choice.backend if choice else "ffmpeg",
                     scene=scene.id if scene else ("ai-notice" if notice else None),
                     language=language, logs=self.out_dir / "logs")
@@ -205,10 +206,14 @@ def weights_used(plan: BuildPlan) -> list[WeightsUse]:
               "music": script.music is not None and plan.loaded.music_path is None}
     used = []
     for stage, choice in plan.profile.stages.items():
-        if needed.get(stage):
+        if needed.get(stage) and stage != "narrate":
             backend = REGISTRIES[stage].get(choice.backend)(choice.options)
             used += [WeightsUse(stage, model, license)
                      for model, license in backend.weights(plan.languages)]
+    for language in plan.languages:   # each language's narrator, once per set of weights
+        used += [WeightsUse("narrate", model, license) for model, license
+                 in narrator_for(plan, language).weights([language])
+                 if WeightsUse("narrate", model, license) not in used]
     used += [WeightsUse(f"translate ({lang})", origin["model"],
                         origin.get("license") or "unknown")
              for lang, origin in plan.loaded.origins.items()
@@ -235,18 +240,38 @@ def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
             "record new consent, or use voice: stock")
         raise ConsentError("\n".join([*dict.fromkeys(refused.values()),   # once each
                                       f"Nothing was built: {hint}."]))
-    choice = plan.profile.stages["narrate"]
-    narrator = narrate.BACKENDS.get(choice.backend)(choice.options)
-    voicing = {lang: narrator.voice_plan(lang, plan.enrolled_voice) for lang in plan.languages}
+    narrators = {lang: narrator_for(plan, lang) for lang in plan.languages}
+    voicing = {lang: narrator.voice_plan(lang, plan.enrolled_voice)
+               for lang, narrator in narrators.items()}
     if any(v.clones for v in voicing.values()):   # every synthesis is signed into the ledger
         voices.require_signing(plan.voices_dir)
+        record = voices.load_voice(plan.voices_dir, plan.loaded.script.voice)
+        untold = [lang for lang, narrator in narrators.items()
+                  if voicing[lang].clones and narrator.needs_reference_text]
+        if untold and voices.reference_text(plan.voices_dir, record) is None:
+            voice = plan.loaded.script.voice
+            raise SopreelError(
+                f"Voice '{voice}': the {narrators[untold[0]].name} narrator of "
+                f"{', '.join(untold)} clones from the reference recording and its transcript, "
+                f"and none was recorded. Add it: sopreel voices transcript {voice} --text "
+                "\"<the words spoken in the reference>\"")
     return voicing
+
+
+def narrator_for(plan: BuildPlan, language: str,
+                 loaded: LoadedBackends | None = None) -> narrate.NarrateBackend:
+    """The narrator the profile routes `language` to: the loaded one (shared by every task
+    that asks) given `loaded`, else a fresh one for planning (no weights read)."""
+    choice = plan.profile.narrator(language)
+    if loaded is None:
+        return narrate.BACKENDS.get(choice.backend)(choice.options)
+    return loaded.get(narrate.BACKENDS, choice.backend, choice.options)
 
 
 def loads_model(plan: BuildPlan, stage: str) -> bool:
     """The stage's backend holds model weights in memory (it needs the GPU to itself)."""
-    choice = plan.profile.stages.get(stage)
-    return choice is not None and REGISTRIES[stage].get(choice.backend).loads_model
+    return any(REGISTRIES[stage].get(choice.backend).loads_model
+               for choice in plan.profile.choices(stage))
 
 
 def _backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
@@ -402,8 +427,8 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
         sentences = tuple(split_sentences(text, languages.get(language)))
     else:
         sentences = plan.sentences(scene, language)
-    backend: narrate.NarrateBackend = _backend(plan, "narrate", loaded)
-    reference, similarity, record = None, None, None
+    backend = narrator_for(plan, language, loaded)
+    reference, reference_text, similarity, record = None, None, None, None
     if plan.enrolled_voice:
         record = voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language,
                                       plan.use)
@@ -412,12 +437,15 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
                 raise NotCached(f"speaker similarity for {plan.loaded.script.voice}")
             folder = voices.voice_folder(plan.voices_dir, record.id)
             reference = folder / record.reference.file
+            if backend.needs_reference_text:
+                reference_text = voices.reference_text(plan.voices_dir, record)
             similarity = backend.same_speaker_score(reference,
                                                     folder / record.consent.recording.file)
             threshold = backend.options.speaker_similarity  # type: ignore[attr-defined]
             voices.check_same_speaker(record, similarity or 0.0, threshold)
     request = narrate.NarrationRequest(sentences=sentences, language=language,
-                                       voice=plan.loaded.script.voice, reference=reference)
+                                       voice=plan.loaded.script.voice, reference=reference,
+                                       reference_text=reference_text)
     def make(out: Path) -> dict[str, Any]:
         """The narration, and for a clone how much it sounds like the enrolled reference
         (the consent check's speaker encoder): evidence the voice heard is the person's."""

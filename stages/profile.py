@@ -9,6 +9,18 @@ compose: {width: 1280, height: 720, fps: 24, loudness_lufs: -16}
 ```
 Every backend's options are checked against its own typed model, so a typo in a profile is an
 error naming the file, line and key.
+
+The narrator may differ by language: `narrate.routes` hands languages to other narrators, each
+a backend with its own options (XTTS for the languages a team prefers it in, OmniVoice for the
+rest). A route matches a script language by its code, then by its primary subtag (zh matches
+zh-CN and zh-TW).
+
+```yaml
+narrate:
+  backend: omnivoice
+  routes:
+    - {languages: [en, zh], backend: coqui, speaker: Claribel Dervla}
+```
 """
 
 from __future__ import annotations
@@ -84,11 +96,29 @@ class Profile:
     disclosure: DisclosureOptions = field(default_factory=DisclosureOptions)
     provenance: ProvenanceOptions = field(default_factory=ProvenanceOptions)
     commercial: bool = False      # refuse weights whose licence forbids commercial use
+    routes: dict[str, StageChoice] = field(default_factory=dict)   # language -> its narrator
+
+    def narrator(self, language: str) -> StageChoice:
+        """Who speaks `language`: its route (by code, then primary subtag), else the narrate
+        stage's backend."""
+        for code in (language, language.split("-")[0]):
+            if code in self.routes:
+                return self.routes[code]
+        return self.stages["narrate"]
+
+    def choices(self, stage: str) -> list[StageChoice]:
+        """Every backend the stage may use: the narrate stage's routes too."""
+        first = [self.stages[stage]] if stage in self.stages else []
+        more = list(self.routes.values()) if stage == "narrate" else []
+        return list({id(choice): choice for choice in first + more}.values())
 
     def describe(self) -> dict[str, Any]:
         """The resolved profile, as the manifest records it."""
         described: dict[str, Any] = {"name": self.name}
         described.update({stage: choice.identity() for stage, choice in self.stages.items()})
+        if self.routes:
+            described["narrate"]["routes"] = {lang: choice.identity()
+                                              for lang, choice in self.routes.items()}
         described["compose"] = self.compose.model_dump(mode="json")
         described["disclosure"] = self.disclosure.model_dump(mode="json")
         described["commercial"] = self.commercial
@@ -123,11 +153,14 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
         if key not in (*REGISTRIES, *SETTINGS):
             problems.append(Problem(located.line((key,)), key, "unknown key; expected one of: "
                                     + ", ".join([*REGISTRIES, *SETTINGS])))
+    routes_given = (located.data.get("narrate") or {}).pop("routes", None) \
+        if isinstance(located.data.get("narrate"), dict) else None
     stages = {}
     for stage, registry in REGISTRIES.items():
         choice = _stage_choice(located, stage, registry, problems)
         if choice:
             stages[stage] = choice
+    routes = _routes(located, routes_given, problems)
     if located.data.get("translate") is None:
         located.data["translate"] = TRANSLATE_DEFAULT
     translate_choice = _stage_choice(located, "translate", translate.BACKENDS, problems)
@@ -143,7 +176,7 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
     return Profile(name=path.stem, path=path, stages=stages, compose=compose,
                    translate=translate_choice, disclosure=disclosure,
                    provenance=provenance,
-                   commercial=commercial is True)
+                   commercial=commercial is True, routes=routes)
 
 
 def _block(located: LocatedYaml, key: str, model: type[B], problems: list[Problem]) -> B:
@@ -157,28 +190,64 @@ def _block(located: LocatedYaml, key: str, model: type[B], problems: list[Proble
 
 def _stage_choice(located: LocatedYaml, stage: str, registry: Registry[Any],
                   problems: list[Problem]) -> StageChoice | None:
-    section = located.data.get(stage)
-    where = located.line((stage,))
+    return _choice(located, (stage,), located.data.get(stage), registry, problems)
+
+
+def _choice(located: LocatedYaml, at: tuple[Any, ...], section: Any, registry: Registry[Any],
+            problems: list[Problem], not_options: tuple[str, ...] = ()) -> StageChoice | None:
+    """A backend and its checked options, from the mapping at `at` in the profile."""
     if not isinstance(section, dict) or not isinstance(section.get("backend"), str):
-        problems.append(Problem(where, stage, "expected a mapping with a 'backend' name, "
-                                f"like {{backend: {registry.names()[0]}}}"))
+        problems.append(Problem(located.line(at), format_loc(at), "expected a mapping with a "
+                                f"'backend' name, like {{backend: {registry.names()[0]}}}"))
         return None
-    options = {k: v for k, v in section.items() if k != "backend"}
+    options = {k: v for k, v in section.items() if k not in ("backend", *not_options)}
     try:
         backend = registry.get(section["backend"])
     except SopreelError as exc:
-        problems.append(Problem(located.line((stage, "backend")), format_loc((stage, "backend")),
+        problems.append(Problem(located.line((*at, "backend")), format_loc((*at, "backend")),
                                 str(exc)))
         return None
     try:
         choice = StageChoice(section["backend"], backend.Options.model_validate(options))
     except ValidationError as exc:
-        problems.extend(problems_from(exc, backend.Options, located, (stage,)))
+        problems.extend(problems_from(exc, backend.Options, located, at))
         return None
     try:   # a model folder that does not exist, found now rather than after hours of work
         backend(choice.options).preflight()
     except SopreelError as exc:
         key = "model" if "model" in options else "backend"
-        problems.append(Problem(located.line((stage, key)), format_loc((stage, key)), str(exc)))
+        problems.append(Problem(located.line((*at, key)), format_loc((*at, key)), str(exc)))
         return None
     return choice
+
+
+def _routes(located: LocatedYaml, given: Any, problems: list[Problem]) -> dict[str, StageChoice]:
+    """`narrate.routes`: a list of narrators, each with the `languages` it speaks."""
+    if given is None:
+        return {}
+    at: tuple[Any, ...] = ("narrate", "routes")
+    if not isinstance(given, list):
+        problems.append(Problem(located.line(at), format_loc(at), "expected a list of narrators, "
+                                "like [{languages: [th, vi], backend: omnivoice}]"))
+        return {}
+    routes: dict[str, StageChoice] = {}
+    seen: set[str] = set()
+    for index, section in enumerate(given):
+        spoken = section.get("languages") if isinstance(section, dict) else None
+        if not (isinstance(spoken, list) and spoken
+                and all(isinstance(code, str) for code in spoken)):
+            problems.append(Problem(located.line((*at, index)), format_loc((*at, index)),
+                                    "expected `languages: [...]`, the language codes this "
+                                    "narrator speaks, and its `backend`"))
+            continue
+        choice = _choice(located, (*at, index), section, narrate.BACKENDS, problems,
+                         not_options=("languages",))
+        for code in spoken:
+            if code in seen:
+                problems.append(Problem(located.line((*at, index, "languages")),
+                                        format_loc((*at, index, "languages")),
+                                        f"{code} is routed twice"))
+            elif choice is not None:
+                routes[code] = choice
+            seen.add(code)
+    return routes

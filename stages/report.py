@@ -118,10 +118,12 @@ def _trust_warnings(plan: BuildPlan, licenses: list[tuple[str, str, str]]) -> li
 
 def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[str, Any]:
     """Who spoke each language, and for a cloned voice the consent that allowed it."""
-    spoken = {lang: {"voice": assets[0].info.get("voice"), "cloned": _cloned(assets),
+    spoken = {lang: {"narrator": assets[0].info.get("backend"),
+                     "voice": assets[0].info.get("voice"), "cloned": _cloned(assets),
                      "model": assets[0].info.get("model"),
                      "license": assets[0].info.get("license"),
-                     "output_similarity": _output_similarity(assets)}
+                     "output_similarity": _output_similarity(assets),
+                     "similarity_threshold": _threshold(plan, lang)}
               for lang, assets in narrations.items()}
     entry: dict[str, Any] = {"id": plan.loaded.script.voice, "use": plan.use, "spoken": spoken}
     if not plan.enrolled_voice:
@@ -129,7 +131,8 @@ def _voice_entry(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> dict[st
     record = voices.load_voice(plan.voices_dir, plan.loaded.script.voice)
     scores = [a.info["similarity"] for assets in narrations.values() for a in assets
               if a.info.get("similarity") is not None]
-    threshold = getattr(plan.profile.stages["narrate"].options, "speaker_similarity", None)
+    thresholds = [_threshold(plan, lang) for lang in narrations]
+    threshold = max((t for t in thresholds if t is not None), default=None)
     return {**entry, **record.describe(),
             "consent": "recorded consent, checked before every synthesis and every reuse",
             "similarity": {"score": min(scores), "threshold": threshold} if scores else None}
@@ -145,15 +148,20 @@ def _output_similarity(assets: list[Asset]) -> float | None:
 def _voice_warnings(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> list[str]:
     if not plan.enrolled_voice:
         return []
-    threshold = getattr(plan.profile.stages["narrate"].options, "speaker_similarity", None)
     voice = plan.loaded.script.voice
     return [f"voice {voice!r}, {lang}: spoken by the {assets[0].info.get('voice')}, not a clone"
             for lang, assets in narrations.items() if not _cloned(assets)] + [
         f"voice {voice!r}, {lang}: the cloned narration sounds little like the enrolled "
         f"reference (speaker similarity {score:.4f}, under {threshold:g}); listen to it before "
         "publishing" for lang, assets in narrations.items()
-        if threshold is not None and (score := _output_similarity(assets)) is not None
-        and score < threshold]
+        if (threshold := _threshold(plan, lang)) is not None
+        and (score := _output_similarity(assets)) is not None and score < threshold]
+
+
+def _threshold(plan: BuildPlan, language: str) -> float | None:
+    """The speaker similarity the narrator of `language` asks of a clone (its own encoder's
+    scale: XTTS's and WavLM's scores differ)."""
+    return getattr(plan.profile.narrator(language).options, "speaker_similarity", None)
 
 
 def _asset_warnings(scenes: list[SceneEntry]) -> list[str]:

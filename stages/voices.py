@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from stages import languages, ledger, media
 from stages.assets import TEMP_PREFIX, atomic_path, file_sha256, write_text_atomic
-from stages.errors import ConsentError, MediaError, VoiceFileError
+from stages.errors import ConsentError, MediaError, SopreelError, VoiceFileError
 from stages.yamlfile import load_yaml, validate
 
 VOICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -52,6 +52,8 @@ class Recording(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     seconds: float = Field(gt=0)
     source_sha256: str | None = None   # the file the user supplied, before conversion to WAV
+    # What is said in it (`reference.txt` beside it): cloning models such as OmniVoice need it.
+    transcript_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
 
 
 class Consent(BaseModel):
@@ -130,7 +132,8 @@ class VoiceState:
                                                   latest=Citation(**self.latest.cite())))
 
 
-STATE_EVENTS = ("enrol", "consent", "terms", "revoke", "erase")
+STATE_EVENTS = ("enrol", "consent", "terms", "transcript", "revoke", "erase")
+TRANSCRIPT_FILE = "reference.txt"
 
 
 def voice_state(book: ledger.Ledger, voice_id: str) -> VoiceState | None:
@@ -151,6 +154,9 @@ def voice_state(book: ledger.Ledger, voice_id: str) -> VoiceState | None:
             state["consent"] = {**state.get("consent", {}), **terms, **recorded, **fresh}
             state["authorised_by"] = entry
             recordings.update([body["recording"]["sha256"]] if recorded else [])
+        elif entry.event == "transcript":
+            state["reference"] = {**state["reference"],
+                                  "transcript_sha256": body["transcript_sha256"]}
         elif entry.event == "revoke":
             state["consent"] = {**state["consent"], "revoked": body["on"],
                                 "revoked_reason": body.get("reason")}
@@ -307,7 +313,52 @@ def refusals(record: VoiceRecord, voices: Path, language: str | None = None,
             reasons.append(f"the {what} recording {path} has changed since enrolment "
                            f"(its sha256 is not the one the ledger recorded); enrol the voice "
                            "again")
+    if record.reference.transcript_sha256 is not None:
+        transcript = folder / TRANSCRIPT_FILE
+        if not transcript.is_file():
+            reasons.append(f"the reference transcript {transcript} is missing")
+        elif _sha256(transcript.read_text(encoding="utf-8")) \
+                != record.reference.transcript_sha256:
+            reasons.append(f"the reference transcript {transcript} has changed since it was "
+                           "recorded; set it with `sopreel voices transcript`")
     return reasons
+
+
+def reference_text(voices: Path, record: VoiceRecord) -> str | None:
+    """What is said in the voice's reference recording, as the ledger recorded it (the gate,
+    `refusals`, has checked the file); None when no transcript was recorded."""
+    path = voice_folder(voices, record.id) / TRANSCRIPT_FILE
+    if record.reference.transcript_sha256 is None or not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8")
+
+
+def set_transcript(voices: Path, voice_id: str, text: str) -> VoiceRecord:
+    """Record what is said in the reference recording (for a voice enrolled without it, or to
+    correct it): signed into the ledger, kept in `reference.txt`."""
+    record = load_voice(voices, voice_id)
+    text = _transcript(text, "--text")
+    if record.consent.revoked is not None:
+        raise ConsentError(f"Voice '{voice_id}' was revoked on "
+                           f"{record.consent.revoked.isoformat()}; it will not speak again.")
+    folder = voice_folder(voices, voice_id)
+    ledger.append(voices, organisation_key(voices), "transcript", voice=voice_id,
+                  transcript_sha256=_sha256(text))
+    write_text_atomic(folder / TRANSCRIPT_FILE, text)
+    updated = _view(voices, voice_id, record.name, record.consent.statement)
+    _write_record(folder, updated)
+    return updated
+
+
+def _transcript(text: str, option: str, problems: list[str] | None = None) -> str:
+    """A transcript as stored: stripped, one line, not empty."""
+    cleaned = " ".join(text.split())
+    if not cleaned:
+        message = f"{option}: expected the words spoken in the reference recording"
+        if problems is None:
+            raise SopreelError(message)
+        problems.append(message)
+    return cleaned
 
 
 def check_consent(voices: Path, voice_id: str, language: str, use: str) -> VoiceRecord:
@@ -345,6 +396,7 @@ class Enrolment:
     uses: list[str]
     expires: str
     organisation: str | None = None
+    reference_text: str | None = None   # what is said in the reference recording
 
 
 def enrol(voices: Path, request: Enrolment) -> VoiceRecord:
@@ -376,6 +428,8 @@ def enrol(voices: Path, request: Enrolment) -> VoiceRecord:
             and file_sha256(request.consent) in before.consent_recordings:
         problems.append("--consent: this recording was already given for this voice; coming "
                         "back after a revocation needs a new consent recording")
+    transcript = (None if request.reference_text is None
+                  else _transcript(request.reference_text, "--reference-text", problems))
     _refuse("Enrolment", problems)
     assert expires is not None and reference_seconds and consent_seconds
 
@@ -383,6 +437,9 @@ def enrol(voices: Path, request: Enrolment) -> VoiceRecord:
     with _staging(voices, voice_id) as staging:
         reference = _copy_recording(request.reference, staging / "reference.wav",
                                     reference_seconds)
+        if transcript is not None:
+            write_text_atomic(staging / TRANSCRIPT_FILE, transcript)
+            reference = reference.model_copy(update={"transcript_sha256": _sha256(transcript)})
         recording = _copy_recording(request.consent, staging / "consent.wav", consent_seconds)
         ledger.append(voices, key, "enrol", voice=voice_id, name_sha256=_sha256(name),
                       reference=reference.model_dump(mode="json"))

@@ -219,3 +219,13 @@ def tiny_coqui_models(tmp_path_factory, recordings) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("coqui")
     return {"xtts": build_xtts(folder / "xtts", recordings["reference"]),
             "vits": build_vits(folder / "vits-th")}
+
+
+@pytest.fixture(scope="session")
+def tiny_omnivoice_models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny random-weight OmniVoice and WavLM speaker encoder, built once per session."""
+    from tiny_omnivoice import build_omnivoice, build_speaker_encoder
+
+    folder = tmp_path_factory.mktemp("omnivoice")
+    return {"omnivoice": build_omnivoice(folder / "omnivoice"),
+            "speaker_encoder": build_speaker_encoder(folder / "wavlm-sv")}

@@ -6,13 +6,14 @@ scene lengths and subtitle cues.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import soxr
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from stages.media import SAMPLE_RATE, write_wav
 from stages.registry import Backend, BackendOptions, Registry
@@ -29,6 +30,15 @@ class NarrationRequest(BaseModel):
     language: str
     voice: str = "stock"
     reference: Path | None = None   # the consented reference recording, when cloning
+    reference_text: str | None = None   # what is said in it (signed into the ledger)
+
+    @model_serializer(mode="wrap")
+    def _keyed(self, handler: Any) -> dict[str, Any]:
+        """Without a transcript, the request keys the cache as it did before it had one."""
+        data = handler(self)
+        if data.get("reference_text") is None:
+            data.pop("reference_text", None)
+        return data
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,9 @@ class VoicePlan:
 
 class NarrateBackend(Backend):
     Options = NarrateOptions
+    # Clones from the reference recording and its transcript: a voice without one is refused
+    # before any work.
+    needs_reference_text: ClassVar[bool] = False
 
     def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
         """Write a mono 48 kHz WAV to `out`; return `seconds` and `sentences` with spans."""
@@ -73,6 +86,26 @@ def spoken_parts(parts: list[np.ndarray], rate: int) -> np.ndarray:
     for index, part in enumerate(parts):
         joined += [pause, part] if index else [part]
     return np.concatenate(joined) if joined else np.zeros(0, dtype=np.float32)
+
+
+def speak_sentences(request: NarrationRequest, rate: int, fits: Callable[[str], bool],
+                    synthesise: Callable[[str, int], np.ndarray],
+                    seed: int) -> list[tuple[str, np.ndarray]]:
+    """Each sentence read aloud as a model speaks: normalised for speech (numbers, units),
+    split into parts the model takes (`fits`), each part synthesised at `rate` with its own
+    seed (part 0 keeps the sentence's), trimmed, joined with a breath, resampled to 48 kHz."""
+    from stages.languages import get as language_of
+    from stages.narrate.speech import speakable
+    from stages.text import speech_parts
+
+    language = language_of(request.language)
+    spoken = []
+    for index, sentence in enumerate(request.sentences):
+        text = speakable(sentence, request.language)
+        parts = [trim_silence(synthesise(piece, seed + index + 7919 * part), rate)
+                 for part, piece in enumerate(speech_parts(text, language, fits))]
+        spoken.append((sentence, resample(spoken_parts(parts, rate), rate)))
+    return spoken
 
 
 def join_sentences(sentences: list[tuple[str, np.ndarray]], gap_s: float, out: Path,
@@ -117,3 +150,4 @@ def resample(samples: np.ndarray, rate: int) -> np.ndarray:
 BACKENDS: Registry[NarrateBackend] = Registry("narrate", NarrateBackend)
 BACKENDS.register("espeak", "stages.narrate.espeak:EspeakBackend")
 BACKENDS.register("coqui", "stages.narrate.coqui:CoquiBackend")
+BACKENDS.register("omnivoice", "stages.narrate.omnivoice:OmniVoiceBackend")

@@ -24,7 +24,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from stages import languages
 from stages.assets import file_sha256
 from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError
@@ -36,12 +35,8 @@ from stages.narrate import (
     NarrationRequest,
     VoicePlan,
     join_sentences,
-    resample,
-    spoken_parts,
-    trim_silence,
+    speak_sentences,
 )
-from stages.narrate.speech import speakable
-from stages.text import speech_parts
 
 # XTTS-v2's languages (its config.json); used before the weights are on this machine.
 XTTS_V2_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar",
@@ -177,24 +172,19 @@ class CoquiBackend(NarrateBackend):
         options: CoquiOptions = self.options  # type: ignore[assignment]
         route = self.route(request.language, clone=request.reference is not None)
         tts = self._model(route.model)
-        rate = tts.synthesizer.output_sample_rate
-        spoken = []
-        language = languages.get(request.language)
-        for index, sentence in enumerate(request.sentences):
-            text = speakable(sentence, request.language)
-            parts = []
-            for part, piece in enumerate(speech_parts(text, language,
-                                                      lambda t: self._fits(route, t))):
-                torch.manual_seed(options.seed + index + 7919 * part)
-                if route.language is None:
-                    wav = tts.tts(piece, split_sentences=False)
-                else:
-                    latent, embedding = self._voice(route, request.reference)
-                    wav = tts.synthesizer.tts_model.inference(piece, route.language, latent,
-                                                              embedding)["wav"]
-                samples = np.asarray(wav.cpu() if hasattr(wav, "cpu") else wav, dtype=np.float32)
-                parts.append(trim_silence(samples, rate))
-            spoken.append((sentence, resample(spoken_parts(parts, rate), rate)))
+
+        def synthesise(piece: str, seed: int) -> np.ndarray:
+            torch.manual_seed(seed)
+            if route.language is None:
+                wav = tts.tts(piece, split_sentences=False)
+            else:
+                latent, embedding = self._voice(route, request.reference)
+                wav = tts.synthesizer.tts_model.inference(piece, route.language, latent,
+                                                          embedding)["wav"]
+            return np.asarray(wav.cpu() if hasattr(wav, "cpu") else wav, dtype=np.float32)
+
+        spoken = speak_sentences(request, tts.synthesizer.output_sample_rate,
+                                 lambda text: self._fits(route, text), synthesise, options.seed)
         info = join_sentences(spoken, options.gap_s, out)
         return {**info, "voice": route.note, "cloned": route.clones, "model": route.model,
                 "license": route.license}
