@@ -59,9 +59,12 @@ lock: uv
 demo: setup
 	$(BIN)/sopreel build $(DEMO_SCRIPT)
 
+# The suite on two workers (pytest-xdist), each test to whichever is free; TEST_WORKERS=1 runs
+# it in one process.
+TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -75,7 +78,7 @@ bench: setup
 	  $(BIN)/python bench/$$name.py | tee bench/out/$$name.md || exit 1; \
 	done
 
-# Every GPU benchmark in one go (about 8 minutes on one H100/H200); tables in bench/out/gpu/.
+# Every GPU benchmark in one go (about 9 minutes on one H100/H200); tables in bench/out/gpu/.
 bench-gpu: setup
 	$(BIN)/python bench/gpu.py
 
