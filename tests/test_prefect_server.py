@@ -76,6 +76,20 @@ def tiny_profile(folder: Path) -> Path:
     return path
 
 
+def interrupt(serving: subprocess.Popen, patience: float = 180) -> str:
+    """Ctrl-C to `sopreel serve` and its output once it has stopped. A serve that has not
+    stopped within `patience` seconds (a loaded machine shuts a server down slowly, never that
+    slowly) is killed with everything it started, and the test fails saying so."""
+    os.killpg(serving.pid, signal.SIGINT)
+    try:
+        return serving.communicate(timeout=patience)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(serving.pid, signal.SIGKILL)
+        serving.communicate()
+        raise AssertionError(f"sopreel serve did not stop within {patience:g} s of Ctrl-C") \
+            from None
+
+
 def wait_for(condition, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,8 +152,7 @@ def test_serve_runs_a_build_started_through_the_api(server, tmp_path):
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
     finally:
-        os.killpg(serving.pid, signal.SIGINT)
-        output = serving.communicate(timeout=60)[0].decode(errors="replace")
+        output = interrupt(serving)
     keys = {artifact.key for artifact in artifacts}
     assert {"test-sop-summary", "test-sop-assets", "test-sop-en-video",
             "test-sop-manifest", "test-sop-images-progress"} <= keys
@@ -300,8 +313,7 @@ def test_serve_without_a_server_starts_one_with_the_deployments_and_stops_it(tmp
         assert wait_for(lambda: len(served()) == 4 and served(), 180, "the deployments") == \
             ["build", "dub", "nightly", "review"]
     finally:
-        os.killpg(serving.pid, signal.SIGINT)
-        output = serving.communicate(timeout=60)[0].decode(errors="replace")
+        output = interrupt(serving)
     assert f"Prefect UI: http://127.0.0.1:{port}" in output
     assert "temporary server" not in output
     with pytest.raises(httpx.HTTPError):
