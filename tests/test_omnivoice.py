@@ -202,6 +202,26 @@ def test_a_routed_build_clones_thai_and_vietnamese_with_omnivoice_and_english_wi
     assert result.exit_code == 2 and "reference transcript" in result.output
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_omnivoice_clones_no_language_the_person_did_not_consent_to(tmp_path, recordings,
+                                                                    omni_options):
+    voices = tmp_path / "voices"
+    enrol_anna(voices, recordings, languages=["en", "th"], reference_text=TRANSCRIPT)
+    script = write_script(tmp_path, base_script(voice="anna", music=None, languages=["th", "vi"],
+                                                translations={"th": TH, "vi": VI}))
+    profile = tmp_path / "omni.yaml"
+    profile.write_text(yaml.safe_dump({**TINY_PROFILE, "narrate": {"backend": "omnivoice",
+                                                                   **omni_options}}),
+                       encoding="utf-8")
+    result = CliRunner().invoke(main, ["build", str(script), "--profile", str(profile),
+                                       "--out", str(tmp_path / "out"), "--voices-dir",
+                                       str(voices)])
+    assert result.exit_code == 2
+    assert "Voice 'anna' may not speak vi for training: consent covers en, th, not vi" \
+        in result.output and "build only --lang th" in result.output
+    assert not (tmp_path / "out" / "test-sop" / "assets").exists()
+
+
 def test_a_voice_enrolled_with_its_transcript_shows_it(tmp_path, recordings):
     voices = tmp_path / "voices"
     enrol_anna(voices, recordings, reference_text=f"  {TRANSCRIPT}\n")
