@@ -78,7 +78,7 @@ bench: setup
 	  $(BIN)/python bench/$$name.py | tee bench/out/$$name.md || exit 1; \
 	done
 
-# Every GPU benchmark in one go (about 9 minutes on one H100/H200); tables in bench/out/gpu/.
+# Every GPU benchmark in one go (about 10 minutes on one H100/H200); tables in bench/out/gpu/.
 bench-gpu: setup
 	$(BIN)/python bench/gpu.py
 

@@ -11,10 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stages.errors import SopreelError, first_line
-from stages.models import ModelBackend, ModelOptions, ModelSlot, quiet_transformers
+from stages.licenses import license_of
+from stages.models import (
+    SHA256,
+    ModelBackend,
+    ModelOptions,
+    ModelSlot,
+    check_pinned,
+    fingerprint,
+    locate,
+    quiet_transformers,
+    refuse_pickle,
+)
+from stages.registry import KeepsCacheKeys
 
 # diffusers' attention backends that need nothing fetched at run time (the `*_hub` ones
 # download kernels, which a machine without a model hub cannot do).
@@ -23,8 +35,45 @@ ATTENTION_BACKENDS = ("native", "_native_cudnn", "_native_efficient", "_native_f
                       "sage_varlen", "xformers")
 
 
+class LoraOptions(KeepsCacheKeys):
+    """A LoRA adapter on top of the model: a brand style, or a step-distillation that makes
+    the same picture in 4 steps. Pinned and licensed like any weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    added_later = ("sha256", "license")
+
+    model: str = Field(description="a .safetensors file, a folder, or a Hugging Face id")
+    weight: float = Field(1.0, ge=-2, le=2)
+    weight_name: str | None = Field(None, description="the file inside a folder or repo")
+    sha256: str | None = Field(None, pattern=SHA256, description=(
+        "pin a local file: its sha256 as the manifest records it"))
+    license: str | None = Field(None, description="of the LoRA, when not a well-known id")
+
+
+class CacheOptions(BaseModel):
+    """Reuse of the denoiser's work between steps (diffusers' cache hooks): faster, slightly
+    different pictures."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["first-block", "taylorseer"] = Field(description=(
+        "first-block: skip the rest of a step when its first block barely changed; "
+        "taylorseer: predict skipped steps' features from the last computed ones"))
+    threshold: float = Field(0.05, gt=0, le=1, description="first-block: how little a change")
+    interval: int = Field(5, ge=2, le=20, description="taylorseer: one step in this many runs")
+
+    def config(self) -> Any:
+        import diffusers
+
+        if self.kind == "first-block":
+            return diffusers.FirstBlockCacheConfig(threshold=self.threshold)
+        return diffusers.TaylorSeerCacheConfig(cache_interval=self.interval)
+
+
 class DiffusionOptions(ModelOptions):
     """How a diffusers pipeline runs: the keys every diffusers backend takes besides where."""
+
+    added_later = ("cache",)
 
     offload: Literal["none", "model", "sequential", "group"] = Field(
         "none", description="model: one component on the GPU at a time; group: layers streamed "
@@ -32,6 +81,7 @@ class DiffusionOptions(ModelOptions):
     vae_tiling: bool = False
     attention: str | None = Field(None, description="a diffusers attention backend")
     compile: bool = Field(False, description="torch.compile the denoiser's repeated blocks")
+    cache: CacheOptions | None = Field(None, description="a cache hook on every denoiser")
 
     @field_validator("attention")
     @classmethod
@@ -79,6 +129,8 @@ class PipelineSlot(ModelSlot):
                 except (ImportError, RuntimeError, ValueError) as exc:
                     raise SopreelError(f"The attention backend '{options.attention}' cannot run "
                                        f"here: {first_line(exc)}.") from None
+            if options.cache is not None:
+                denoiser.enable_cache(options.cache.config())
             if options.compile:
                 if getattr(denoiser, "_repeated_blocks", None):
                     denoiser.compile_repeated_blocks(fullgraph=False)
@@ -111,6 +163,57 @@ class PipelineBackend(ModelBackend):
         raise NotImplementedError
 
 
+class Adapters:
+    """The LoRAs a profile puts on a pipeline, by option name (`lora`, and for Wan2.2's
+    low-noise expert `lora_2`): refused when pickled, pinned by content when the profile says,
+    their licences counted with the model's, loaded into the denoiser they belong to."""
+
+    SECOND_EXPERT = "lora_2"   # loaded into `transformer_2`
+
+    def __init__(self, loras: dict[str, LoraOptions | None], allow_pickle: bool):
+        self.loras = {name: lora for name, lora in loras.items() if lora is not None}
+        self.allow_pickle = allow_pickle
+
+    def check(self) -> None:
+        for lora in self.loras.values():
+            refuse_pickle(locate(lora.model, "LoRA"), self.allow_pickle, "LoRA")
+
+    def pin(self, weights: dict[str, Any]) -> None:
+        """Fingerprint each LoRA into the slot's weights (so into the assets' identity)."""
+        for name, lora in self.loras.items():
+            source = locate(lora.model, "LoRA")
+            refuse_pickle(source, self.allow_pickle, "LoRA")
+            weights[name] = fingerprint(source)
+            check_pinned(weights[name], lora.sha256, lora.model, "LoRA")
+
+    def licenses(self) -> list[tuple[str, str]]:
+        return [(lora.model, license_of(lora.model, lora.license)) for lora in self.loras.values()]
+
+    def facts(self, weights: dict[str, Any]) -> dict[str, Any]:
+        return {name: {"model": lora.model, "weight": lora.weight,
+                       "license": license_of(lora.model, lora.license), **weights[name]}
+                for name, lora in self.loras.items()}
+
+    def load(self, pipe: Any) -> None:
+        for name, lora in self.loras.items():
+            second = name == self.SECOND_EXPERT
+            if second and getattr(pipe, "transformer_2", None) is None:
+                raise SopreelError(f"`{name}` goes on Wan2.2's second (low-noise) transformer; "
+                                   f"this model has none: use `lora`.")
+            extra = {"load_into_transformer_2": True} if second else {}
+            try:
+                pipe.load_lora_weights(locate(lora.model, "LoRA").location,
+                                       weight_name=lora.weight_name, adapter_name=name,
+                                       use_safetensors=not self.allow_pickle, **extra)
+            except (OSError, ValueError) as exc:
+                hint = "" if self.allow_pickle else " Only .safetensors LoRAs are loaded."
+                raise SopreelError(f"Cannot load the LoRA '{lora.model}': "
+                                   f"{first_line(exc)}.{hint}") from None
+        if self.loras:   # each component runs the adapters it holds, at their weights
+            pipe.set_adapters(list(self.loras),
+                              adapter_weights=[lora.weight for lora in self.loras.values()])
+
+
 def denoisers(pipe: Any) -> list[Any]:
     """The networks run at every step (Wan2.2 has two transformers)."""
     return [part for name in ("transformer", "transformer_2", "unet")
@@ -125,6 +228,14 @@ def step_reporter(on_progress: Callable[[float], None], steps: int) -> Callable[
         on_progress(min(1.0, (step + 1) / total))
         return tensors
     return step_done
+
+
+def full_precision(dtype: Any) -> Any:
+    """float32 for a component the model cards keep out of half precision (a VAE), when the
+    rest runs in bf16 or fp16."""
+    import torch
+
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
 
 
 def quiet_libraries() -> None:

@@ -13,12 +13,28 @@ import threading
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 from stages.errors import SopreelError, UnknownNameError
 
 
-class BackendOptions(BaseModel):
+class KeepsCacheKeys(BaseModel):
+    """A model whose dump (so the cache key of every asset made with it) leaves out the fields
+    named in `added_later` while they are unset: a release that adds an option keeps every
+    asset made before it, until the option is used."""
+
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_unset_additions(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for name in self.added_later:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
+
+
+class BackendOptions(KeepsCacheKeys):
     """Options a profile gives a backend. Subclasses add fields; unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

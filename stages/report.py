@@ -54,6 +54,10 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
     script = plan.loaded
     licenses = sorted({(a.info.get("backend", "?"), a.info.get("model") or "",
                         a.info.get("license") or "") for a in every if a.info.get("license")}
+                      | {(f"{a.info.get('backend', '?')} {name}", adapter["model"],
+                          adapter["license"]) for a in every for name in ADAPTERS
+                         if isinstance(adapter := a.info.get(name), dict)
+                         and adapter.get("license")}
                       | {("translate", origin["model"], origin["license"])
                          for lang, origin in script.origins.items()
                          if lang in videos and origin.get("license")})
@@ -95,6 +99,9 @@ def _marks(result: ComposeResult) -> dict[str, Any]:
     return {"digital_source_type": source_type_uri(term) if term else None,
             "notice": marks.get("notice"), "tags": marks.get("tags", {}),
             "provenance": marks.get("provenance")}
+
+
+ADAPTERS = ("lora", "lora_2")   # weights on top of a model, each with its own licence
 
 
 def _trust_warnings(plan: BuildPlan, licenses: list[tuple[str, str, str]]) -> list[str]:

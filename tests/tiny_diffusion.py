@@ -252,3 +252,108 @@ def build_hunyuan_i2v(folder: Path) -> Path:
         image_processor=CLIPImageProcessor(crop_size=336, size=336, resample=3))
     pipe.save_pretrained(folder)
     return folder
+
+
+def qwen_tokenizer():
+    """A byte-level BPE tokenizer with Qwen's end-of-text token, trained on a few words: any
+    text tokenizes (byte by byte where it must), as Qwen3's does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = Tokenizer(models.BPE())
+    text.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    text.decoder = decoders.ByteLevel()
+    text.train_from_iterator(["calm corporate ambient soft piano instruction caption"] * 5,
+                             trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                 initial_alphabet=pre_tokenizers.ByteLevel
+                                                 .alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=text, eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+
+
+def build_ace_step(folder: Path, turbo: bool = True) -> Path:
+    """An ACE-Step 1.5-shaped pipeline: a Qwen3 text encoder, the condition encoder, a 1D DiT
+    over 25 Hz latents and an Oobleck VAE at 48 kHz (1920x down to 8 channels; the real one:
+    64, from an encoder half as wide as its output)."""
+    import torch
+    from diffusers import AceStepPipeline, AutoencoderOobleck, FlowMatchEulerDiscreteScheduler
+    from diffusers.models.transformers.ace_step_transformer import AceStepTransformer1DModel
+    from diffusers.pipelines.ace_step import AceStepConditionEncoder
+    from transformers import Qwen3Config, Qwen3Model
+
+    torch.manual_seed(0)
+    transformer = AceStepTransformer1DModel(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, in_channels=24, audio_acoustic_hidden_dim=8,
+        patch_size=2, rope_theta=10000.0, sliding_window=16, is_turbo=turbo)
+    text_encoder = Qwen3Model(Qwen3Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, vocab_size=320, max_position_embeddings=1024))
+    condition_encoder = AceStepConditionEncoder(
+        hidden_size=32, intermediate_size=64, text_hidden_dim=32, timbre_hidden_dim=8,
+        num_lyric_encoder_hidden_layers=1, num_timbre_encoder_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, rope_theta=10000.0,
+        sliding_window=16)
+    vae = AutoencoderOobleck(encoder_hidden_size=16, downsampling_ratios=[2, 4, 4, 6, 10],
+                             decoder_channels=4, decoder_input_channels=8, audio_channels=2,
+                             channel_multiples=[1, 1, 1, 1, 1], sampling_rate=48000)
+    pipe = AceStepPipeline(vae=vae, text_encoder=text_encoder, tokenizer=qwen_tokenizer(),
+                           transformer=transformer, condition_encoder=condition_encoder,
+                           scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1,
+                                                                     shift=1.0))
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_wan22_i2v(folder: Path) -> Path:
+    """A Wan2.2-I2V-A14B-shaped pipeline: two experts (`transformer` for high noise,
+    `transformer_2` below `boundary_ratio`), no CLIP image encoder, the Wan video VAE."""
+    import torch
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanTransformer3DModel,
+    )
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    def expert(seed: int) -> WanTransformer3DModel:
+        torch.manual_seed(seed)
+        return WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
+            out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
+            cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=37,
+                                               num_layers=2, num_heads=4, pad_token_id=0,
+                                               eos_token_id=1, decoder_start_token_id=0))
+    pipe = WanImageToVideoPipeline(
+        tokenizer=t5_tokenizer(), text_encoder=text_encoder, vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), transformer=expert(1),
+        transformer_2=expert(2), boundary_ratio=0.9)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def build_wan_lora(pipeline_folder: Path, out: Path, seed: int = 3) -> Path:
+    """A random LoRA for a tiny Wan transformer, saved as diffusers saves one (the layout of
+    LightX2V's step-distillation LoRAs: attention and feed-forward layers of every block)."""
+    import torch
+    from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = WanTransformer3DModel.from_pretrained(pipeline_folder / "transformer")
+    torch.manual_seed(seed)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0",
+                                                       "ffn.net.0.proj", "ffn.net.2"]))
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(transformer))
+    out.mkdir(parents=True, exist_ok=True)
+    WanImageToVideoPipeline.save_lora_weights(out, transformer_lora_layers=layers,
+                                              safe_serialization=True)
+    return out / "pytorch_lora_weights.safetensors"

@@ -21,7 +21,15 @@ from PIL import Image, ImageOps
 from pydantic import Field, field_validator
 
 from stages.animate import AnimateBackend, AnimateOptions, ClipRequest
-from stages.diffusion import DiffusionOptions, PipelineBackend, PipelineSlot, step_reporter
+from stages.diffusion import (
+    Adapters,
+    DiffusionOptions,
+    LoraOptions,
+    PipelineBackend,
+    PipelineSlot,
+    full_precision,
+    step_reporter,
+)
 from stages.images import read_rgb
 from stages.media import write_video
 from stages.models import LOAD_ERRORS, ModelSource
@@ -106,7 +114,7 @@ class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
                 "guidance": options.guidance, "fps": options.fps, "frames": len(frames),
                 "seconds": len(frames) / options.fps, "width": image.width,
                 "height": image.height, "starts_with_image": self._starts_with_image(pipe),
-                **self._slot.weights_facts()}
+                **self._slot.weights_facts(), **self._facts(pipe)}
 
     # ------------------------------------------------------------- what differs per model
 
@@ -119,13 +127,17 @@ class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
         """The segment's first frame is the start image (chaining then drops it as a repeat)."""
         return True
 
+    def _facts(self, pipe: Any) -> dict[str, Any]:
+        """What else the manifest records about a segment's model."""
+        return {}
+
     # ---------------------------------------------------------------------- loading
 
     def _load(self, source: ModelSource) -> Any:
         import diffusers
 
         dtype = self._slot.dtype()
-        dtypes = {"default": dtype, **{name: _full(dtype) for name in self.full_precision}}
+        dtypes = {"default": dtype, **{name: full_precision(dtype) for name in self.full_precision}}
         try:
             return getattr(diffusers, self.pipeline_class).from_pretrained(
                 source.location, revision=self.options.revision, dtype=dtypes,
@@ -143,11 +155,18 @@ class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
 
 
 class WanOptions(VideoDiffusionOptions):
+    added_later = ("cache", "lora", "lora_2")
+
     model: str = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
     frames: int = Field(81, ge=5, le=2000, description="4k+1 frames per segment")
     fps: int = Field(16, ge=4, le=60)
     guidance_2: float | None = Field(None, ge=0, le=30, description=(
         "Wan2.2: guidance of the low-noise transformer (None: the same as `guidance`)"))
+    lora: LoraOptions | None = Field(None, description=(
+        "a LoRA on the transformer (Wan2.2 A14B: the high-noise expert), e.g. a 4-step "
+        "distillation; set steps and guidance to what it was distilled for"))
+    lora_2: LoraOptions | None = Field(None, description=(
+        "Wan2.2 A14B: a LoRA on the low-noise expert (transformer_2)"))
 
 
 class WanBackend(VideoDiffusionBackend):
@@ -155,6 +174,31 @@ class WanBackend(VideoDiffusionBackend):
     Options = WanOptions
     pipeline_class = "WanImageToVideoPipeline"
     full_precision = ("vae", "image_encoder")
+
+    def __init__(self, options: WanOptions):
+        super().__init__(options)
+        self._adapters = Adapters({"lora": options.lora, "lora_2": options.lora_2},
+                                  options.allow_pickle)
+
+    def preflight(self) -> None:
+        super().preflight()
+        self._adapters.check()
+
+    def load(self) -> None:
+        super().load()
+        self._adapters.pin(self._slot.weights)
+
+    def weights(self, languages: list[str]) -> list[tuple[str, str]]:
+        return [*super().weights(languages), *self._adapters.licenses()]
+
+    def _configure(self, pipe: Any) -> Any:
+        self._adapters.load(pipe)   # before placement: offloading hooks wrap the adapters too
+        return super()._configure(pipe)
+
+    def _facts(self, pipe: Any) -> dict[str, Any]:
+        experts = 2 if getattr(pipe, "transformer_2", None) is not None else 1
+        return {"experts": experts, "boundary_ratio": pipe.config.get("boundary_ratio"),
+                **self._adapters.facts(self._slot.weights)}
 
     def _guidance(self, request: ClipRequest) -> dict[str, Any]:
         guidance = super()._guidance(request)
@@ -199,10 +243,3 @@ def _start_image(path: Path, area: int) -> Image.Image:
     image = read_rgb(path)
     size = size_bucket(image.width, image.height, area)
     return ImageOps.fit(image, size, Image.Resampling.LANCZOS)
-
-
-def _full(dtype: Any) -> Any:
-    import torch
-
-    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
-

@@ -19,12 +19,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from stages.diffusion import DiffusionOptions, PipelineBackend, PipelineSlot, step_reporter
-from stages.errors import DataFileError, SopreelError, first_line
+from stages.diffusion import (
+    Adapters,
+    DiffusionOptions,
+    LoraOptions,
+    PipelineBackend,
+    PipelineSlot,
+    step_reporter,
+)
+from stages.errors import DataFileError, SopreelError
 from stages.images import ImageBackend, ImageOptions, ImageRequest
-from stages.models import LOAD_ERRORS, ModelSource, fingerprint, locate, refuse_pickle
+from stages.models import LOAD_ERRORS, ModelSource
 from stages.paths import TEMPLATES
 from stages.yamlfile import load_yaml
 
@@ -45,16 +52,6 @@ def schedulers() -> dict[str, dict[str, Any]]:
     table = load_yaml(path, DataFileError).data
     return {name: {"class": entry["class"], "config": entry.get("config") or {}}
             for name, entry in table.items()}
-
-
-class LoraOptions(BaseModel):
-    """A LoRA adapter, such as a brand style, applied on top of the model."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str = Field(description="a .safetensors file, a folder, or a Hugging Face id")
-    weight: float = Field(1.0, ge=-2, le=2)
-    weight_name: str | None = Field(None, description="the file inside a folder or repo")
 
 
 class DiffusersOptions(ImageOptions, DiffusionOptions):
@@ -91,24 +88,22 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
         super().__init__(options)
         self.options: DiffusersOptions = options
         self._slot = PipelineSlot(options, "image model")
+        self._adapters = Adapters({"lora": options.lora}, options.allow_pickle)
         self._family: str | None = None
 
     # ---------------------------------------------------------- cheap: no weights are read
 
     def preflight(self) -> None:
         self._slot.find(files=True)
-        if self.options.lora is not None:
-            refuse_pickle(locate(self.options.lora.model, "LoRA"), self.options.allow_pickle,
-                          "LoRA")
+        self._adapters.check()
 
     def load(self) -> None:
-        """Find the model and pin its weights; the pipeline itself loads on first use."""
-        options = self.options
+        """Find the model and pin its weights and LoRA; the pipeline loads on first use."""
         self._slot.pin(files=True)
-        if options.lora is not None:
-            lora = locate(options.lora.model, "LoRA")
-            refuse_pickle(lora, options.allow_pickle, "LoRA")
-            self._slot.weights["lora"] = fingerprint(lora)
+        self._adapters.pin(self._slot.weights)
+
+    def weights(self, languages: list[str]) -> list[tuple[str, str]]:
+        return [*super().weights(languages), *self._adapters.licenses()]
 
     # ------------------------------------------------------------------------- generation
 
@@ -155,7 +150,6 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
 
     def _facts(self, pipe: Any, request: ImageRequest, arguments: dict[str, Any]) -> dict:
         """What the manifest records for a generated image."""
-        options = self.options
         facts: dict[str, Any] = {
             "pipeline": type(pipe).__name__, "seed": request.seed,
             "guidance": arguments.get("guidance_scale", "default"),
@@ -167,10 +161,7 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
         if self._family != "flux" and tokens and limit and tokens > limit:   # FLUX reads T5
             facts["warning"] = (f"the prompt is {tokens} CLIP tokens; CLIP reads the first "
                                 f"{limit}: shorten the visual or the style's prefix/suffix")
-        if options.lora is not None:
-            facts["lora"] = {"model": options.lora.model, "weight": options.lora.weight,
-                             **self._slot.weights["lora"]}
-        return facts
+        return facts | self._adapters.facts(self._slot.weights)
 
     # ---------------------------------------------------------------------- loading
 
@@ -227,23 +218,11 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
                                f"{options.width}x{options.height}.")
         if options.scheduler:
             pipe.scheduler = _scheduler(diffusers, options.scheduler, pipe)
-        if options.lora is not None:
-            _load_lora(pipe, options.lora, options.allow_pickle)
+        self._adapters.load(pipe)
         pipe = self._slot.place(pipe)
         if options.vae_slicing:
             pipe.vae.enable_slicing()
         return pipe
-
-
-def _load_lora(pipe: Any, lora: LoraOptions, allow_pickle: bool) -> None:
-    try:
-        pipe.load_lora_weights(locate(lora.model, "LoRA").location, weight_name=lora.weight_name,
-                               adapter_name="style", use_safetensors=not allow_pickle)
-    except (OSError, ValueError) as exc:
-        hint = "" if allow_pickle else " Only .safetensors LoRAs are loaded."
-        raise SopreelError(f"Cannot load the LoRA '{lora.model}': {first_line(exc)}.{hint}") \
-            from None
-    pipe.set_adapters(["style"], adapter_weights=[lora.weight])
 
 
 def checkpoint_family(path: Path) -> str:

@@ -123,6 +123,24 @@ def make_bed(pieces: list[tuple[Path, dict[str, Any]]], seconds: float, crossfad
             "loudness_lufs": round(measured + facts.get("gain_db", 0.0), 1), **facts}
 
 
+def resample_tensor(audio: Any, rate_from: int, rate_to: int) -> Any:
+    """A (channels, samples) torch tensor at another rate (torchaudio's band-limited sinc)."""
+    import torchaudio.functional
+
+    return audio if rate_from == rate_to else torchaudio.functional.resample(audio, rate_from,
+                                                                            rate_to)
+
+
+def model_audio_to_bed(audio: Any, rate: int) -> np.ndarray:
+    """A music model's (channels, samples) tensor at its rate as a piece: (samples, 2) at
+    SAMPLE_RATE, a mono model's one channel on both sides."""
+    audio = resample_tensor(audio.float().cpu(), rate, SAMPLE_RATE)
+    if audio.shape[0] == 1:
+        audio = audio.expand(2, -1)
+    return audio[:2].T.numpy()
+
+
 BACKENDS: Registry[MusicBackend] = Registry("music", MusicBackend)
 BACKENDS.register("synth", "stages.music.synth:SynthBackend")
 BACKENDS.register("musicgen", "stages.music.musicgen:MusicgenBackend")
+BACKENDS.register("ace-step", "stages.music.acestep:AceStepBackend")

@@ -20,7 +20,13 @@ from pydantic import Field
 from stages.errors import SopreelError
 from stages.media import SAMPLE_RATE, read_wav, write_wav
 from stages.models import LOAD_ERRORS, ModelBackend, ModelOptions, ModelSlot, ModelSource
-from stages.music import ContinuingOptions, MusicBackend, MusicRequest
+from stages.music import (
+    ContinuingOptions,
+    MusicBackend,
+    MusicRequest,
+    model_audio_to_bed,
+    resample_tensor,
+)
 
 MUSICGEN_TYPES = ("musicgen", "musicgen_melody")
 MAX_WINDOW_S = 30.0    # what MusicGen was trained on
@@ -76,7 +82,7 @@ class MusicgenBackend(ModelBackend, MusicBackend):
                 audio = model.generate(**arguments, max_new_tokens=steps, do_sample=True,
                                        guidance_scale=options.guidance,
                                        temperature=options.temperature, top_k=options.top_k)
-        samples = _to_output(audio[0], codec.sampling_rate)
+        samples = model_audio_to_bed(audio[0], codec.sampling_rate)
         write_wav(out, samples)
         return {"pipeline": type(model).__name__, "seed": request.seed,
                 "guidance": options.guidance, "seconds": round(len(samples) / SAMPLE_RATE, 6),
@@ -116,7 +122,7 @@ def _prompt_codes(model: Any, wav: Path, rate: int, frame_rate: int) -> tuple[An
     import torch
 
     samples, wav_rate = read_wav(wav, mono=False)
-    audio = _resample(torch.from_numpy(samples.T.copy()), wav_rate, rate)
+    audio = resample_tensor(torch.from_numpy(samples.T.copy()), wav_rate, rate)
     hop = rate // frame_rate
     frames = audio.shape[1] // hop
     if frames == 0:
@@ -130,21 +136,6 @@ def _prompt_codes(model: Any, wav: Path, rate: int, frame_rate: int) -> tuple[An
                  for c in range(channels)]                       # each (1, codebooks, frames)
     stacked = torch.stack(codes, dim=2)                          # (1, codebooks, channels, frames)
     return stacked.reshape(-1, stacked.shape[-1]), frames
-
-
-def _resample(audio: Any, rate_from: int, rate_to: int) -> Any:
-    import torchaudio.functional
-
-    return audio if rate_from == rate_to else torchaudio.functional.resample(audio, rate_from,
-                                                                            rate_to)
-
-
-def _to_output(audio: Any, rate: int) -> Any:
-    """(channels, samples) at the model's rate to (samples, 2) at SAMPLE_RATE."""
-    audio = _resample(audio.float().cpu(), rate, SAMPLE_RATE)
-    if audio.shape[0] == 1:
-        audio = audio.expand(2, -1)
-    return audio[:2].T.numpy()
 
 
 class _StepCounter:

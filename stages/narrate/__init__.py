@@ -13,32 +13,25 @@ from typing import Any, ClassVar
 
 import numpy as np
 import soxr
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import ConfigDict, Field
 
 from stages.media import SAMPLE_RATE, write_wav
-from stages.registry import Backend, BackendOptions, Registry
+from stages.registry import Backend, BackendOptions, KeepsCacheKeys, Registry
 
 
 class NarrateOptions(BackendOptions):
     gap_s: float = Field(0.3, ge=0, le=3, description="silence between sentences")
 
 
-class NarrationRequest(BaseModel):
+class NarrationRequest(KeepsCacheKeys):
     model_config = ConfigDict(frozen=True)
+    added_later = ("reference_text",)
 
     sentences: tuple[str, ...] = Field(min_length=1)
     language: str
     voice: str = "stock"
     reference: Path | None = None   # the consented reference recording, when cloning
     reference_text: str | None = None   # what is said in it (signed into the ledger)
-
-    @model_serializer(mode="wrap")
-    def _keyed(self, handler: Any) -> dict[str, Any]:
-        """Without a transcript, the request keys the cache as it did before it had one."""
-        data = handler(self)
-        if data.get("reference_text") is None:
-            data.pop("reference_text", None)
-        return data
 
 
 @dataclass(frozen=True)
