@@ -129,7 +129,6 @@ def build_ace_step(size: str, device: str, dtype, work: Path) -> object:
 def run_ace_step(args: argparse.Namespace) -> dict:
     import torch
 
-    from stages.music import MusicRequest, cut_tail
     from stages.music.acestep import AceStepBackend, AceStepOptions
 
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
@@ -144,34 +143,13 @@ def run_ace_step(args: argparse.Namespace) -> dict:
     backend.use_pipeline(pipe)
     built = time.perf_counter() - started
 
-    def timed(request: MusicRequest, out: Path) -> float:
-        return seconds_of(lambda: backend.generate(request, out), device)
-
-    first = timed(MusicRequest(prompt=PROMPT, seed=0), work / "warm.wav")
-    cut_tail(work / "warm.wav", context, work / "tail.wav")
-    fresh = [timed(MusicRequest(prompt=PROMPT, seed=k), work / f"w{k}.wav")
-             for k in range(args.runs)]
-    carried = [timed(MusicRequest(prompt=PROMPT, seed=k, continue_from=work / "tail.wav"),
-                     work / f"c{k}.wav") for k in range(args.runs)]
-    result = {"model": f"ace-step-{size}", "device": torch.cuda.get_device_name()
-              if device == "cuda" else "cpu", "dtype": str(dtype).removeprefix("torch."),
-              "compile": False, "decoder_params_m": round(
-                  sum(p.numel() for p in pipe.transformer.parameters()) / 1e6),
-              "build_s": round(built, 1), "first_s": round(first, 2)}
-    for name, times, new in (("fresh", fresh, window), ("continued", carried, window - context)):
-        median = statistics.median(times)
-        result[name] = {"new_s": new, "median_s": round(median, 2),
-                        "runs": [round(t, 2) for t in times],
-                        "x_real_time": round(new / median, 2)}
-    if device == "cuda":
-        result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
-    return result
+    return measured(f"ace-step-{size}", pipe.transformer, dtype, False, built,
+                    windows_timed(backend, work, window, context, args.runs, device), device)
 
 
 def run(size: str, args: argparse.Namespace) -> dict:
     import torch
 
-    from stages.music import MusicRequest, cut_tail
     from stages.music.musicgen import MusicgenBackend, MusicgenOptions
 
     device = "cuda" if torch.cuda.is_available() and not args.quick else "cpu"
@@ -188,30 +166,50 @@ def run(size: str, args: argparse.Namespace) -> dict:
     built = time.perf_counter() - started
     work = Path(tempfile.mkdtemp(prefix="sopreel-bench-music-"))
 
+    # A continuation has a longer prompt: a compiled model compiles again for it, once.
+    return measured(size, model.decoder, dtype, args.compile, built,
+                    windows_timed(backend, work, window, context, args.runs, device,
+                                  warm_continuation=True), device)
+
+
+def measured(name: str, decoder, dtype, compiled: bool, built: float, figures: dict,
+             device: str) -> dict:
+    """One model's row: what ran, on what, and its window timings."""
+    import torch
+
+    result = {"model": name, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+              "dtype": str(dtype).removeprefix("torch."), "compile": compiled,
+              "decoder_params_m": round(sum(p.numel() for p in decoder.parameters()) / 1e6),
+              "build_s": round(built, 1), **figures}
+    if device == "cuda":
+        result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    return result
+
+
+def windows_timed(backend, work: Path, window: float, context: float, runs: int, device: str,
+                  warm_continuation: bool = False) -> dict:
+    """A warm-up window, then `runs` fresh windows and `runs` continuations (of the warm-up's
+    tail), each as seconds and seconds of new music per second."""
+    from stages.music import MusicRequest, cut_tail
+
     def timed(request: MusicRequest, out: Path) -> float:
         return seconds_of(lambda: backend.generate(request, out), device)
 
     first = timed(MusicRequest(prompt=PROMPT, seed=0), work / "warm.wav")
     cut_tail(work / "warm.wav", context, work / "tail.wav")
-    # A continuation has a longer prompt: a compiled model compiles again for it, once.
-    timed(MusicRequest(prompt=PROMPT, seed=0, continue_from=work / "tail.wav"), work / "c.wav")
-    fresh = [timed(MusicRequest(prompt=PROMPT, seed=k), work / f"w{k}.wav")
-             for k in range(args.runs)]
+    if warm_continuation:
+        timed(MusicRequest(prompt=PROMPT, seed=0, continue_from=work / "tail.wav"),
+              work / "c.wav")
+    fresh = [timed(MusicRequest(prompt=PROMPT, seed=k), work / f"w{k}.wav") for k in range(runs)]
     carried = [timed(MusicRequest(prompt=PROMPT, seed=k, continue_from=work / "tail.wav"),
-                     work / f"c{k}.wav") for k in range(args.runs)]
-    decoder = model.decoder
-    result = {"model": size, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-              "dtype": str(dtype).removeprefix("torch."), "compile": args.compile,
-              "decoder_params_m": round(sum(p.numel() for p in decoder.parameters()) / 1e6),
-              "build_s": round(built, 1), "first_s": round(first, 2)}
+                     work / f"c{k}.wav") for k in range(runs)]
+    figures: dict = {"first_s": round(first, 2)}
     for name, times, new in (("fresh", fresh, window), ("continued", carried, window - context)):
         median = statistics.median(times)
-        result[name] = {"new_s": new, "median_s": round(median, 2),
-                        "runs": [round(t, 2) for t in times],
-                        "x_real_time": round(new / median, 2)}
-    if device == "cuda":
-        result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
-    return result
+        figures[name] = {"new_s": new, "median_s": round(median, 2),
+                         "runs": [round(t, 2) for t in times],
+                         "x_real_time": round(new / median, 2)}
+    return figures
 
 
 def main() -> None:

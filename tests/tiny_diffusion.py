@@ -139,13 +139,25 @@ def build_sd_lora(pipeline_folder: Path, out: Path, safe: bool = True) -> Path:
     return out
 
 
+def _wan_vae_and_text() -> tuple[object, object]:
+    """The Wan video VAE (4x in time, 8x in space) and a UMT5 text encoder, tiny."""
+    import torch
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    return vae, UMT5EncoderModel(UMT5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=37,
+                                            num_layers=2, num_heads=4, pad_token_id=0,
+                                            eos_token_id=1, decoder_start_token_id=0))
+
+
 def build_wan_i2v(folder: Path) -> Path:
     """A Wan2.1-I2V-shaped pipeline: UMT5 text encoder, CLIP vision image encoder, the Wan
     video VAE (4x in time, 8x in space) and a 3D transformer taking 36 latent channels (16
     noise + 4 mask + 16 image)."""
-    import torch
     from diffusers import (
-        AutoencoderKLWan,
         FlowMatchEulerDiscreteScheduler,
         WanImageToVideoPipeline,
         WanTransformer3DModel,
@@ -154,16 +166,9 @@ def build_wan_i2v(folder: Path) -> Path:
         CLIPImageProcessor,
         CLIPVisionConfig,
         CLIPVisionModel,
-        UMT5Config,
-        UMT5EncoderModel,
     )
 
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=37,
-                                               num_layers=2, num_heads=4, pad_token_id=0,
-                                               eos_token_id=1, decoder_start_token_id=0))
+    vae, text_encoder = _wan_vae_and_text()
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
         out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
@@ -310,12 +315,10 @@ def build_wan22_i2v(folder: Path) -> Path:
     `transformer_2` below `boundary_ratio`), no CLIP image encoder, the Wan video VAE."""
     import torch
     from diffusers import (
-        AutoencoderKLWan,
         FlowMatchEulerDiscreteScheduler,
         WanImageToVideoPipeline,
         WanTransformer3DModel,
     )
-    from transformers import UMT5Config, UMT5EncoderModel
 
     def expert(seed: int) -> WanTransformer3DModel:
         torch.manual_seed(seed)
@@ -324,12 +327,7 @@ def build_wan22_i2v(folder: Path) -> Path:
             out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2,
             cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
 
-    torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=37,
-                                               num_layers=2, num_heads=4, pad_token_id=0,
-                                               eos_token_id=1, decoder_start_token_id=0))
+    vae, text_encoder = _wan_vae_and_text()
     pipe = WanImageToVideoPipeline(
         tokenizer=t5_tokenizer(), text_encoder=text_encoder, vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), transformer=expert(1),
