@@ -59,10 +59,9 @@ lock: uv
 demo: setup
 	$(BIN)/sopreel build $(DEMO_SCRIPT)
 
-# The suite in one process: CI's fresh two-core machine. TEST_WORKERS=2 spreads it over two
-# pytest-xdist workers, a test file each (faster on a quiet machine; see docs/development.md
-# for why it is not the default).
-TEST_WORKERS ?= 1
+# The suite on two pytest-xdist workers, a test file each (each with its own Prefect server);
+# TEST_WORKERS=1 runs it in one process.
+TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)

@@ -76,6 +76,14 @@ def tiny_profile(folder: Path) -> Path:
     return path
 
 
+def at_a_terminal() -> None:
+    """In the child, before exec: Ctrl-C handled as at a terminal. A suite started in the
+    background by a shell without job control (CI scripts, `cmd &`) ignores SIGINT, and an
+    ignored signal stays ignored in every program it starts: `sopreel serve` would never hear
+    the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(serving: subprocess.Popen, patience: float = 180) -> str:
     """Ctrl-C to `sopreel serve` and its output once it has stopped. A serve that has not
     stopped within `patience` seconds (a loaded machine shuts a server down slowly, never that
@@ -112,7 +120,7 @@ def test_serve_runs_a_build_started_through_the_api(server, tmp_path):
         [SOPREEL, "serve", "--cron", "30 1 * * 1-5", "--timezone", "Asia/Bangkok",
          "--scripts", str(library), "--profile", str(profile), "--out", str(out)],
         env=server, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=at_a_terminal)
     try:
         with api(server) as client:
             def deployment(name: str):
@@ -299,7 +307,7 @@ def test_serve_without_a_server_starts_one_with_the_deployments_and_stops_it(tmp
     env["PREFECT_HOME"] = str(tmp_path / "home")
     serving = subprocess.Popen([SOPREEL, "serve", "--port", str(port)], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=at_a_terminal)
     url = f"http://127.0.0.1:{port}/api"
 
     def served() -> list[str]:
