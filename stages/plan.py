@@ -245,11 +245,11 @@ def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
                for lang, narrator in narrators.items()}
     if any(v.clones for v in voicing.values()):   # every synthesis is signed into the ledger
         voices.require_signing(plan.voices_dir)
-        record = voices.load_voice(plan.voices_dir, plan.loaded.script.voice)
+        voice = plan.loaded.script.voice
         untold = [lang for lang, narrator in narrators.items()
                   if voicing[lang].clones and narrator.needs_reference_text]
-        if untold and voices.reference_text(plan.voices_dir, record) is None:
-            voice = plan.loaded.script.voice
+        if untold and voices.reference_text(plan.voices_dir,
+                                            voices.load_voice(plan.voices_dir, voice)) is None:
             raise SopreelError(
                 f"Voice '{voice}': the {narrators[untold[0]].name} narrator of "
                 f"{', '.join(untold)} clones from the reference recording and its transcript, "

@@ -12,6 +12,7 @@ from stages.licenses import allows_commercial
 from stages.manifest import AssetEntry, Manifest, OutputEntry, SceneEntry
 from stages.plan import BuildPlan
 
+ADAPTERS = ("lora", "lora_2")   # weights on top of a model, each with its own licence
 
 def disclosure(plan: BuildPlan, narrations: dict[str, list[Asset]]) -> str:
     stages = plan.profile.stages
@@ -99,9 +100,6 @@ def _marks(result: ComposeResult) -> dict[str, Any]:
     return {"digital_source_type": source_type_uri(term) if term else None,
             "notice": marks.get("notice"), "tags": marks.get("tags", {}),
             "provenance": marks.get("provenance")}
-
-
-ADAPTERS = ("lora", "lora_2")   # weights on top of a model, each with its own licence
 
 
 def _trust_warnings(plan: BuildPlan, licenses: list[tuple[str, str, str]]) -> list[str]:
