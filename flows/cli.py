@@ -264,65 +264,135 @@ def _translation_targets(loaded: Any, langs: list[str]) -> list[str]:
 
 @main.command()
 @click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--lang", "langs", required=True, help="Languages to review, e.g. th,vi.")
+@click.option("--lang", "langs", default=None,
+              help="Machine translations to review, e.g. th,vi. Without it: the LLM rewrite "
+                   "of a script made by `sopreel import --llm`.")
 @click.option("--approve", "approving", is_flag=True,
-              help="Approve the translation (as it is now in the sidecar file) for builds.")
+              help="Approve the text (as it is now in the file) for builds.")
 @click.option("--reviewer", default="", help="Your name, recorded with the approval.")
 @click.option("--accept-deviations", is_flag=True,
-              help="Approve even where the text does not use the glossary's terms (recorded).")
+              help="Approve a translation even where it does not use the glossary's terms "
+                   "(recorded).")
 @click.option("--ui", is_flag=True,
-              help="Review in the Prefect UI instead: run the review-translation flow, which "
-                   "waits there with a form (needs a running server, PREFECT_API_URL).")
+              help="Review in the Prefect UI instead: run the review-translation (or "
+                   "review-import) flow, which waits there with a form (needs a running "
+                   "server, PREFECT_API_URL).")
 @_clean_errors
-def review(script: Path, langs: str, approving: bool, reviewer: str,
+def review(script: Path, langs: str | None, approving: bool, reviewer: str,
            accept_deviations: bool, ui: bool) -> None:
-    """Show machine translations beside the source, and approve them.
+    """Show a machine's text beside its source, and approve it.
 
-    Correct the text in the sidecar file (NAME.translations.yaml) first; approval checks the
-    site glossary and records who approved and when. The same review can be done in the
-    Prefect UI with the `review-translation` flow."""
-    from stages.glossary import load_glossary
+    Machine translations live in the sidecar file (NAME.translations.yaml); an LLM rewrite
+    of an imported SOP is the script itself, each scene's `source.text` the document's words.
+    Correct the text in the file first; approval checks the site glossary (and, for a
+    rewrite, every number of the document) and records who approved and when. The same
+    review can be done in the Prefect UI."""
+    from stages.review import TranslationReview
     from stages.script import load_script
-    from stages.translations import approve, load_draft, review_text, save_draft
 
-    loaded = load_script(script, only_languages=[])
-    targets = _translation_targets(loaded, _split_langs(langs) or [])
+    loaded = load_script(script, only_languages=[], allow_unreviewed=True)
+    wanted = _split_langs(langs) or []
+    if not wanted or wanted == [loaded.script.language]:
+        from stages.importer.review import ImportReview
+
+        reviews: list[Any] = [ImportReview(loaded.path)]
+        labels = [None]
+    else:
+        labels = _translation_targets(loaded, wanted)
+        reviews = [TranslationReview(loaded.path, language) for language in labels]
     if ui:
-        _review_in_ui(loaded.path, targets)
+        _review_in_ui(loaded.path, labels)
         return
-    for language in targets:
-        current = load_draft(loaded.path, language)
+    for item in reviews:
         if not approving:
-            click.echo(review_text(loaded.script, language, current) + "\n")
+            click.echo(item.summary() + "\n")
             continue
-        approved = approve(loaded.script, language, current, load_glossary(),
-                           reviewer=reviewer, accept_deviations=accept_deviations)
-        save_draft(loaded.path, language, approved)
-        extra = (f" with {len(approved.accepted_deviations)} accepted glossary deviation(s)"
-                 if approved.accepted_deviations else "")
-        click.echo(f"{language}: approved by {approved.reviewer} on {approved.reviewed}{extra}.")
+        line = item.approve(reviewer, accept_deviations)
+        item.save()
+        click.echo(line)
 
 
-def _review_in_ui(script: Path, languages: list[str]) -> None:
-    from stages.translations import load_draft
-
-    for language in languages:
-        load_draft(script, language)   # a clear error before Prefect starts
+def _review_in_ui(script: Path, languages: list[str | None]) -> None:
     with _prefect_api(verbose=True) as api:
         if api is None:
             raise SopreelError("Reviewing in the Prefect UI needs a server that outlives this "
                                "command: unset SOPREEL_PREFECT_SERVER=temporary (sopreel then "
                                "starts one in the background) or set PREFECT_API_URL to your "
                                "`prefect server start` (http://127.0.0.1:4200/api).")
-        from flows.review import review_translation
+        from flows.review import review_import, review_translation
 
         for language in languages:
-            click.echo(f"{language}: waiting for a reviewer in the Prefect UI "
-                       f"({api.removesuffix('/api')}/runs): open the paused "
-                       "review-translation run and press Resume.")
-            result = review_translation(str(script), language)
-            click.echo(f"{language}: {result['status']}"
+            flow_name = "review-translation" if language else "review-import"
+            click.echo(f"{language or script.name}: waiting for a reviewer in the Prefect UI "
+                       f"({api.removesuffix('/api')}/runs): open the paused {flow_name} run "
+                       "and press Resume.")
+            result = (review_translation(str(script), language) if language
+                      else review_import(str(script)))
+            click.echo(f"{language or script.name}: {result['status']}"
                        + (f" by {result['reviewer']}" if result.get("reviewer") else ""))
+
+
+@main.command("import")
+@click.argument("document", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="The script to write (default: beside DOCUMENT, as NAME.yaml); pictures go "
+                   "to NAME.pictures/ beside it.")
+@click.option("--language", default=None,
+              help="The document's language, e.g. th or zh-TW (default: recognised from its "
+                   "characters; Latin text is taken as English).")
+@click.option("--style", default="clean-industrial", show_default=True,
+              help="The script's style (templates/styles/NAME.yaml).")
+@click.option("--llm", "llm_url", default=None, metavar="URL",
+              help="Rewrite the text as spoken narration with an LLM behind this "
+                   "OpenAI-compatible API base, e.g. http://127.0.0.1:11434/v1 (Ollama). The "
+                   "key, if it needs one: $SOPREEL_LLM_API_KEY or $OPENAI_API_KEY.")
+@click.option("--model", default=None, help="The LLM's model name, with --llm.")
+@click.option("--llm-timeout", default=120.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds to wait for each of the LLM's answers.")
+@click.option("--force", is_flag=True, help="Replace an existing script and its pictures.")
+@_clean_errors
+def import_(document: Path, out: Path | None, language: str | None, style: str,
+            llm_url: str | None, model: str | None, llm_timeout: float, force: bool) -> None:
+    """Make a script from an SOP: Word (.docx), slides (.pptx), PDF, Markdown or HTML.
+
+    Headings, numbered and bulleted steps, step tables and warnings become scenes, embedded
+    pictures their photos, and each scene records where in the document it came from. With
+    --llm the text is rewritten as spoken narration; that draft is built only after a person
+    approves it (`sopreel review SCRIPT --approve`)."""
+    from stages.importer import import_document
+
+    rewriter = _rewriter(llm_url, model, llm_timeout)
+    with _bar(f"rewriting with {model}") as advance:
+        result = import_document(document, out, language=language, style=style,
+                                 rewriter=rewriter, force=force,
+                                 on_progress=advance if rewriter else None)
+    photos = f", {result.photos} photo{'s' if result.photos != 1 else ''}"
+    click.echo(f"Imported {document.name}: {result.scenes} scenes{photos}; language "
+               f"{result.language} ({result.language_note})")
+    click.echo(f"script: {result.script}")
+    if result.pictures:
+        click.echo(f"pictures: {result.pictures}")
+    for warning in result.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    for note in result.notes:
+        click.secho(f"  review: {note}", fg="yellow")
+    if result.rewritten:
+        click.echo(f"Rewritten by {model}: check it against the document, then approve: "
+                   f"sopreel review {result.script} --approve --reviewer NAME")
+    else:
+        click.echo(f"Next: sopreel build {result.script}")
+
+
+def _rewriter(url: str | None, model: str | None, timeout_s: float) -> Any:
+    if bool(url) != bool(model):
+        raise SopreelError("--llm and --model go together: the server's API base and the "
+                           "model to ask, e.g. --llm http://127.0.0.1:11434/v1 --model "
+                           "llama3.1:8b")
+    if not url:
+        return None
+    from stages.importer.rewrite import ChatClient, Rewriter, api_key
+
+    return Rewriter(ChatClient(url, model or "", api_key=api_key(), timeout_s=timeout_s))
 
 
 class _bar:

@@ -3,7 +3,9 @@
 - build-video/build: one script, started from the UI with a form;
 - dub-batch/dub: many scripts into more languages;
 - build-all/nightly: every script under a folder, on a cron schedule;
-- review-translation/review: a person approves a machine translation in the UI.
+- review-translation/review: a person approves a machine translation in the UI;
+- import-sop/import: a Word, PowerPoint, PDF, Markdown or HTML SOP becomes a draft script
+  (and, rewritten by an LLM, waits for its reviewer); review-import/review approves it later.
 
 Served runs execute on this machine, each in its own process. For work pools (runs on other
 machines), prefect.yaml beside this project declares the same deployments.
@@ -43,11 +45,12 @@ class LocalServer:
 
 
 def deployments(nightly: Nightly) -> list:
-    """The four deployments, named as DESIGN.md fixes them."""
+    """The deployments, named as DESIGN.md fixes them."""
     from prefect.schedules import Cron
 
     from flows.build import build_all, build_video, dub_batch
-    from flows.review import review_translation
+    from flows.importing import import_sop
+    from flows.review import review_import, review_translation
 
     tags = ["sopreel"]
     return [
@@ -67,6 +70,13 @@ def deployments(nightly: Nightly) -> list:
         review_translation.to_deployment(
             name="review", tags=tags,
             description="Pause for a reviewer to correct and approve a machine translation."),
+        import_sop.to_deployment(
+            name="import", tags=tags,
+            description="Make a draft script from an SOP document (a path on this machine); "
+                        "an LLM rewrite waits here for its reviewer."),
+        review_import.to_deployment(
+            name="review", tags=tags,
+            description="Pause for a reviewer to approve an imported script's LLM rewrite."),
     ]
 
 

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -79,6 +79,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class SceneSource(_Strict):
+    """Where an imported scene came from, for the reviewer (`sopreel import` writes it)."""
+
+    file: Annotated[str, Field(max_length=500)]
+    page: Annotated[int, Field(ge=1)] | None = None
+    slide: Annotated[int, Field(ge=1)] | None = None
+    paragraph: Annotated[int, Field(ge=1)] | None = None
+    line: Annotated[int, Field(ge=1)] | None = None
+    table: Annotated[int, Field(ge=1)] | None = None
+    row: Annotated[int, Field(ge=1)] | None = None
+    text: Annotated[str, Field(max_length=4000)] | None = None   # the document's own words
+
+
+class Rewrite(_Strict):
+    """An LLM's rewrite of an imported SOP: unreviewed until a person approves it."""
+
+    model: Annotated[str, Field(max_length=200)]
+    server: Annotated[str, Field(max_length=500)]
+    status: Literal["unreviewed", "reviewed"] = "unreviewed"
+    reviewer: Annotated[str, Field(max_length=200)] | None = None
+    reviewed: Annotated[str, Field(max_length=40)] | None = None
+    notes: list[Annotated[str, Field(max_length=1000)]] = Field(default_factory=list,
+                                                                 max_length=500)
+
+
+class Imported(_Strict):
+    """The document a script was imported from (`sopreel import`)."""
+
+    file: Annotated[str, Field(max_length=500)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    date: Annotated[str, Field(max_length=40)]
+    rewrite: Rewrite | None = None
+
+
 class Scene(_Strict):
     id: SceneId
     narration: Required
@@ -86,6 +120,7 @@ class Scene(_Strict):
     visual: Annotated[str, AfterValidator(_clean), Field(max_length=1000)] | None = None
     image: Annotated[str, Field(max_length=500)] | None = None
     motion: Annotated[str, AfterValidator(_clean), Field(max_length=200)] | None = None
+    source: SceneSource | None = None
 
 
 class SceneText(_Strict):
@@ -108,6 +143,7 @@ class Script(_Strict):
     style: str = "clean-industrial"
     scenes: Annotated[list[Scene], Field(min_length=1, max_length=200)]
     translations: dict[str, Translation] = Field(default_factory=dict, max_length=40)
+    imported: Imported | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +263,7 @@ class _Checks:
         music = self.music()
         self.voice()
         self.style()
+        self.rewrite()
         return LoadedScript(
             path=self.path, script=self.script,
             sha256=hashlib.sha256(self.path.read_bytes()).hexdigest(),
@@ -455,6 +492,22 @@ class _Checks:
             from stages.voices import not_enrolled
 
             self.fail(("voice",), not_enrolled(self.voices, voice))
+
+    def rewrite(self) -> None:
+        """An LLM's rewrite of an imported SOP is built once a person has approved it."""
+        imported = self.script.imported
+        if imported is None or imported.rewrite is None or imported.rewrite.status == "reviewed":
+            return
+        if self.allow_unreviewed:
+            self.warnings.append(f"built from an unreviewed LLM rewrite of {imported.file} "
+                                 f"({imported.rewrite.model}); not for use with workers until "
+                                 "reviewed")
+            return
+        self.fail(("imported", "rewrite", "status"),
+                  f"the LLM rewrite of {imported.file} is not reviewed; check it against the "
+                  f"document and approve it with `sopreel review {self.path.name} --approve "
+                  "--reviewer NAME` (or in the Prefect UI), or build with --allow-unreviewed "
+                  "for a preview")
 
     def style(self) -> None:
         available = sorted(p.stem for p in STYLES.glob("*.yaml"))
