@@ -64,7 +64,9 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                          if lang in videos and origin.get("license")})
     return Manifest(
         script={"id": script.script.id, "sha256": script.sha256, "path": str(script.path),
-                "title": script.script.title, "language": script.script.language},
+                "title": script.script.title, "language": script.script.language,
+                **({"imported": script.script.imported.model_dump(exclude={"rewrite": {"notes"}})}
+                   if script.script.imported else {})},
         profile=plan.profile.describe(),
         outputs=outputs,
         scenes=scenes,

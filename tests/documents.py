@@ -50,41 +50,54 @@ def lockout_docx(folder: Path) -> Path:
                           strict=True):
         for cell, text in zip(row.cells, cells, strict=True):
             cell.text = text
+    box = document.add_table(rows=1, cols=1)      # a one-cell box, as SOP templates draw
+    box.rows[0].cells[0].text = "Danger: never reach into the belt while it can move."
     document.add_heading("Protective equipment", 1)
     for item in ("Safety glasses", "Cut-resistant gloves", "Ear plugs"):
         document.add_paragraph(item, style="List Bullet")
     document.add_picture(str(logo), width=Inches(0.5))
+    _in_content_control(document.add_paragraph("Report damaged equipment to your supervisor."))
     path = folder / "lockout.docx"
     document.save(path)
     return path
 
 
-def thai_docx(folder: Path) -> Path:
-    import docx
+def _in_content_control(paragraph) -> None:
+    """Wrap a paragraph in a content control (w:sdt), as company templates do."""
+    from docx.oxml import OxmlElement
 
-    document = docx.Document()
-    document.add_heading("การล็อกและติดป้ายเครื่องจักร", 0)
-    document.add_heading("ตัดแหล่งพลังงาน", 1)
-    document.add_paragraph("ปิดสวิตช์ตัดไฟหลักของสายพานลำเลียง", style="List Number")
-    document.add_paragraph("ล็อกด้วยกุญแจของคุณเอง หมายเลข 7", style="List Number")
-    document.add_paragraph("คำเตือน: พลังงานที่สะสมอยู่อาจทำให้สายพานเคลื่อนที่ได้ 30 วินาที")
-    path = folder / "thai.docx"
-    document.save(path)
-    return path
+    sdt, content = OxmlElement("w:sdt"), OxmlElement("w:sdtContent")
+    paragraph._p.addprevious(sdt)
+    sdt.append(content)
+    content.append(paragraph._p)
+
+
+def thai_docx(folder: Path) -> Path:
+    return _word(folder / "thai.docx", "การล็อกและติดป้ายเครื่องจักร", [
+        ("Heading 1", "ตัดแหล่งพลังงาน"),
+        ("List Number", "ปิดสวิตช์ตัดไฟหลักของสายพานลำเลียง"),
+        ("List Number", "ล็อกด้วยกุญแจของคุณเอง หมายเลข 7"),
+        (None, "คำเตือน: พลังงานที่สะสมอยู่อาจทำให้สายพานเคลื่อนที่ได้ 30 วินาที")])
 
 
 def chinese_docx(folder: Path) -> Path:
     """Traditional Chinese, with the steps typed as numbered paragraphs (no Word numbering)."""
+    return _word(folder / "chinese.docx", "輸送帶維修的上鎖掛牌程序", [
+        (None, "本程序保護你免受輸送帶儲存能量的傷害。這適用於3號線的每一項維修工作。"),
+        ("Heading 1", "隔離能源"),
+        (None, "1. 在主電源開關處關閉輸送帶。"),
+        (None, "2. 用你自己的掛鎖鎖上隔離開關。"),
+        (None, "警告：煞車中的儲存能量可能使皮帶移動30秒。")])
+
+
+def _word(path: Path, title: str, paragraphs: list[tuple[str | None, str]]) -> Path:
+    """A Word document: the title in Word's Title style, then (style, text) paragraphs."""
     import docx
 
     document = docx.Document()
-    document.add_heading("輸送帶維修的上鎖掛牌程序", 0)
-    document.add_paragraph("本程序保護你免受輸送帶儲存能量的傷害。這適用於3號線的每一項維修工作。")
-    document.add_heading("隔離能源", 1)
-    document.add_paragraph("1. 在主電源開關處關閉輸送帶。")
-    document.add_paragraph("2. 用你自己的掛鎖鎖上隔離開關。")
-    document.add_paragraph("警告：煞車中的儲存能量可能使皮帶移動30秒。")
-    path = folder / "chinese.docx"
+    document.add_heading(title, 0)
+    for style, text in paragraphs:
+        document.add_paragraph(text, style=style)
     document.save(path)
     return path
 
@@ -127,6 +140,7 @@ def lockout_pdf(folder: Path) -> Path:
     from reportlab.platypus import (
         ListFlowable,
         ListItem,
+        PageBreak,
         Paragraph,
         SimpleDocTemplate,
         Table,
@@ -134,6 +148,12 @@ def lockout_pdf(folder: Path) -> Path:
 
     styles = getSampleStyleSheet()
     picture = photo(folder / "pdf-photo.png", (40, 40, 200))
+
+    def furniture(canvas, document) -> None:   # a running header and footer on every page
+        canvas.setFont("Helvetica", 8)
+        canvas.drawString(72, 810, "ACME Plant 2 - SOP-114 Rev 3")
+        canvas.drawString(280, 30, f"Page {document.page}")
+
     story = [
         Paragraph("Lockout Procedure", styles["Title"]),
         Paragraph("Isolate energy", styles["Heading2"]),
@@ -147,16 +167,25 @@ def lockout_pdf(folder: Path) -> Path:
         PdfImage(str(picture), width=200, height=150),
         Paragraph("WARNING: Stored energy can move the belt for 30 seconds.",
                   styles["BodyText"]),
+        PageBreak(),
         Paragraph("Verify", styles["Heading2"]),
         Table([["Step", "Action"], ["1", "Press the start button."],
                ["2", "Confirm that nothing moves."]]),
+        PageBreak(),
+        Paragraph("Remove the lock only when the work is done and everyone is clear.",
+                  styles["BodyText"]),
     ]
     path = folder / "lockout.pdf"
-    SimpleDocTemplate(str(path), pagesize=A4, title="Lockout Procedure").build(story)
+    SimpleDocTemplate(str(path), pagesize=A4, title="Lockout Procedure").build(
+        story, onFirstPage=furniture, onLaterPages=furniture)
     return path
 
 
 MARKDOWN = """\
+---
+title: Forklift pre-shift check
+owner: EHS
+---
 # Forklift pre-shift check
 
 Check the truck before every shift. A fault found now costs minutes; one found under load

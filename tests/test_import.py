@@ -4,6 +4,7 @@ until a person approves it, and refused while it drops one of the document's num
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -71,9 +72,13 @@ def test_word_steps_nested_items_tables_warnings_and_pictures(tmp_path):
     row = scenes["Step 2: Verify"]
     assert row["narration"] == "Wait 10 seconds. Check: The belt stays still."
     assert row["source"] == {"file": "lockout.docx", "table": 1, "row": 3}
+    # A one-cell box is a warning; a paragraph in a content control (w:sdt) is read too.
+    box = scenes["Danger: never reach into the belt while it can move."]
+    assert box["source"] == {"file": "lockout.docx", "table": 2}
+    assert data["scenes"][-1]["narration"] == "Report damaged equipment to your supervisor."
     # Short bullets make one scene; the logo (three times in the document) is no scene photo.
-    assert scenes["Protective equipment"]["narration"] == \
-        "Safety glasses. Cut-resistant gloves. Ear plugs."
+    ppe = next(s for s in data["scenes"] if s["id"] == "protective-equipment")
+    assert ppe["narration"] == "Safety glasses. Cut-resistant gloves. Ear plugs."
     assert sorted(p.name for p in (tmp_path / "lockout.pictures").iterdir()) == \
         [Path(step2["image"]).name]
     assert all("visual" in s or "image" in s for s in data["scenes"])
@@ -114,7 +119,9 @@ def test_pdf_headings_lists_pictures_and_tables_from_the_layout(tmp_path):
     assert captions[:3] == ["Isolate energy", "Step 1: Isolate energy", "Step 2: Isolate energy"]
     assert data["scenes"][0]["narration"].startswith("Before you start, read the whole "
                                                      "procedure. The conveyor runs at 480 V")
-    assert all(s["source"]["page"] == 1 for s in data["scenes"])
+    assert [s["source"]["page"] for s in data["scenes"]] == [1, 1, 1, 1, 2, 2, 2, 3]
+    spoken = " ".join(s["narration"] for s in data["scenes"])
+    assert "ACME" not in spoken and "Page" not in spoken     # running header, page numbers
     assert any("image" in s for s in data["scenes"])
     assert "WARNING: Stored energy can move the belt for 30 seconds." in captions
     rows = [s for s in data["scenes"] if s.get("caption", "").endswith("Verify") and
@@ -129,7 +136,7 @@ def test_markdown_and_a_saved_wiki_page(tmp_path):
     assert scenes["Step 2: Walk around"]["narration"] == ("Check the forks for cracks. Look at "
                                                           "the heel of each fork. Look at the "
                                                           "tips.")
-    assert scenes["Step 2: Walk around"]["source"]["line"] == 9
+    assert scenes["Step 2: Walk around"]["source"]["line"] == 13   # after the front matter
     assert "image" in scenes["Step 3: Walk around"]                  # ![The forks](forks.png)
     assert "Never lift more than 1,500 kg with this truck." in scenes
     assert scenes["Step 2: Test the controls"]["narration"] == \
@@ -162,6 +169,9 @@ def test_bad_documents_get_clear_errors_and_nothing_is_written(tmp_path):
     code, output = run("import", scan)
     assert code == 2 and "no text to read (a scan?)" in output
     document = lockout_docx(tmp_path)
+    code, output = run("import", document, "--style", "corporate-blue")
+    assert code == 2 and "--style corporate-blue: unknown style; available: clean-industrial" \
+        in output
     code, output = run("import", document, "--llm", "http://127.0.0.1:9/v1")
     assert code == 2 and "--llm and --model go together" in output
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".yaml", ".pictures")) == []
@@ -184,6 +194,9 @@ def test_a_docx_becomes_a_video(tmp_path, tiny_profile, prefect_server):
     cues = parse_srt((folder / "en" / "subtitles.srt").read_text(encoding="utf-8"))
     spoken = " ".join(" ".join(cue["lines"]) for cue in cues)
     assert "Lock the isolator with your own padlock LOTO-7." in spoken
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["script"]["imported"]["file"] == "lockout.docx"
+    assert manifest["script"]["imported"]["rewrite"] is None
 
 
 def test_llm_rewrite_is_held_until_approved(tmp_path, monkeypatch):
@@ -268,6 +281,23 @@ def test_llm_server_errors_timeouts_and_unusable_replies(tmp_path):
     data = yaml.safe_load((tmp_path / "lockout.yaml").read_text(encoding="utf-8"))
     assert any(s["narration"] == "Lock the isolator with your own padlock LOTO-7."
                for s in data["scenes"])
+
+
+def test_long_steps_are_cut_and_too_many_scenes_refused(tmp_path):
+    long_step = "1. Inspect the guards.\n" + "".join(
+        f"   - Check guard number {n} on the north side for cracks, loose bolts and missing "
+        "labels before you sign the sheet.\n" for n in range(1, 25))
+    document = tmp_path / "guards.md"
+    document.write_text(f"# Guards\n\n{long_step}", encoding="utf-8")
+    data = imported(tmp_path, document)
+    assert len(data["scenes"]) == 2 and all(len(s["narration"]) <= 2000 for s in data["scenes"])
+    assert data["scenes"][1]["narration"].endswith("guard number 24 on the north side for "
+                                                   "cracks, loose bolts and missing labels "
+                                                   "before you sign the sheet.")
+    many = tmp_path / "many.md"
+    many.write_text("".join(f"{n}. Step number {n}.\n" for n in range(1, 202)), encoding="utf-8")
+    code, output = run("import", many)
+    assert code == 2 and "makes 201 scenes; a script holds at most 200" in output
 
 
 def test_reply_parsing_numbers_and_language_detection():

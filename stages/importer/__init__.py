@@ -45,6 +45,7 @@ OLD_FORMATS = {".doc": ".docx", ".ppt": ".pptx", ".rtf": ".docx", ".odt": ".docx
                ".odp": ".pptx"}
 MAX_DOCUMENT_BYTES = 200 * 1024 * 1024
 PICTURES_SUFFIX = ".pictures"
+MAX_SCENES = 200            # what a script holds (stages/script.py)
 
 
 @dataclass
@@ -111,6 +112,10 @@ def import_document(path: str | Path, out: str | Path | None = None, *,
     scenes = builder.scenes
     if not scenes:
         raise SopreelError(f"{path}: found no text to make scenes from.")
+    if len(scenes) > MAX_SCENES:
+        raise SopreelError(f"{path}: makes {len(scenes)} scenes; a script holds at most "
+                           f"{MAX_SCENES} (a video of well over an hour). Import it in parts: "
+                           "save each chapter as its own document.")
     warnings = builder.warnings + drop_logos(scenes)
     title = builder.title or _humanize(path.stem)
     _name_scenes(scenes)

@@ -13,18 +13,30 @@ from pathlib import Path
 from stages.importer.document import Block, Document, Picture, clean, leading_number
 from stages.importer.pictures import local_picture
 
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n", re.DOTALL)
 _ALERT = re.compile(r"^\[!(WARNING|CAUTION|DANGER|IMPORTANT|NOTE|TIP)\]\s*", re.IGNORECASE)
 
 
 def read(path: Path) -> Document:
     from markdown_it import MarkdownIt
 
-    text = path.read_text(encoding="utf-8-sig")
+    text, title = _front_matter(path.read_text(encoding="utf-8-sig"))
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
     reader = _Reader(path)
     for index, token in enumerate(tokens):
         reader.token(token, tokens[index + 1] if index + 1 < len(tokens) else None)
-    return Document(title=None, blocks=reader.blocks, warnings=reader.warnings)
+    return Document(title=title, blocks=reader.blocks, warnings=reader.warnings)
+
+
+def _front_matter(text: str) -> tuple[str, str | None]:
+    """The text with a leading YAML front matter block blanked (lines keep their numbers),
+    and the `title:` it gives, if any."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        return text, None
+    title = re.search(r"^title:\s*[\"']?(.+?)[\"']?\s*$", match.group(1), re.MULTILINE)
+    blanked = "\n" * match.group(0).count("\n") + text[match.end():]
+    return blanked, clean(title.group(1)) if title else None
 
 
 class _Reader:

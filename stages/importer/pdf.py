@@ -21,6 +21,7 @@ from stages.importer.document import Block, Document, Picture, clean, leading_nu
 
 _BULLET_START = re.compile(r"^\s*[•◦▪●○■➢➤►\-–*]\s+")
 HEADING_RATIO = 1.15        # a line this much larger than the body text is a heading
+PAGE_NUMBER = re.compile(r"(page\s*|p\.\s*|-\s*)?#(\s*(/|of)\s*#)?(\s*-)?")
 CELL_GAP = 1.0              # a gap this many font sizes wide between runs separates cells
 
 
@@ -82,6 +83,7 @@ def read(path: Path) -> Document:
         pages = [_page(page) for page in reader.pages]
     except PdfReadError as exc:
         raise SopreelError(f"{path}: not a readable PDF ({exc}).") from None
+    pages = _without_page_furniture(pages)
     lines = [line for page_lines, _ in pages for line in page_lines]
     if not any(line.text for line in lines):
         raise SopreelError(f"{path}: the PDF has no text to read (a scan?); run it through OCR "
@@ -124,6 +126,23 @@ def _page(page) -> tuple[list[_Line], list[tuple[float, Picture]]]:
         top = drawn.get(image.name.rsplit(".", 1)[0], -math.inf)
         pictures.append((top, Picture(image.data, f"a picture on page {page.page_number + 1}")))
     return lines, pictures
+
+
+def _without_page_furniture(pages: list[tuple[list[_Line], list]]) -> list[tuple[list[_Line],
+                                                                                  list]]:
+    """Pages without their running headers and footers (a line found, numbers aside, on at
+    least half of three or more pages) and bare page numbers ("3", "Page 3 of 10")."""
+    def shape(line: _Line) -> str:
+        return re.sub(r"\d+", "#", line.text).strip().lower()
+
+    seen: Counter[str] = Counter()
+    for page_lines, _ in pages:
+        seen.update({shape(line) for line in page_lines})
+    repeated = {text for text, count in seen.items()
+                if len(pages) >= 3 and count >= max(3, len(pages) // 2)}
+    return [([line for line in page_lines if shape(line) not in repeated
+              and not PAGE_NUMBER.fullmatch(shape(line))], pictures)
+            for page_lines, pictures in pages]
 
 
 def _images(page) -> list:

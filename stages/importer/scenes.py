@@ -38,6 +38,8 @@ MAX_NARRATION = 1900      # the script allows 2000 characters
 MAX_CAPTION = 120
 SHORT_BULLET = {"latin": 40, "han": 14, "thai": 24}
 LOGO_REPEATS = 3
+JUNK_TITLE = re.compile(r"^microsoft (word|powerpoint) - |\.(docx?|pptx?|pdf)$|^untitled|"
+                        r"^presentation\d*$|^document\d*$", re.IGNORECASE)
 
 
 class ImportRules(BaseModel):
@@ -90,26 +92,29 @@ class SceneBuilder:
         self.bullets: SceneDraft | None = None
         self.running: list[tuple[str, dict[str, int]]] = []
         self.waiting: list[Picture] = []
+        if self.title and JUNK_TITLE.search(self.title):
+            self.title = None     # "Microsoft Word - sop.docx", a template's name
         blocks = self._take_title(document.blocks)
         for block in blocks:
             self.add(block)
         self.flush()
         if self.waiting and self.scenes and self.scenes[-1].picture is None:
             self.scenes[-1].picture = self.waiting.pop(0)
+        self.scenes = [part for scene in self.scenes for part in _fit(scene, self.language)]
 
     def _take_title(self, blocks: list[Block]) -> list[Block]:
         """The first heading is the title when nothing but pictures comes before it and it is
-        the document's largest (or the title the file records)."""
+        the document's only top heading, or the title the file records: what readers see
+        wins over the file's properties."""
         first = next((i for i, b in enumerate(blocks) if b.text or b.kind != "paragraph"), None)
         if first is None or blocks[first].kind != "heading":
             return blocks
         heading = blocks[first]
         top = min(b.level for b in blocks if b.kind == "heading")
-        if self.title is None and heading.level == top and \
-                sum(b.kind == "heading" and b.level == top for b in blocks) == 1:
-            self.title = heading.text
-        if heading.text != self.title:
+        unique = sum(b.kind == "heading" and b.level == top for b in blocks) == 1
+        if heading.text != self.title and not (heading.level == top and unique):
             return blocks
+        self.title = heading.text
         self.waiting += heading.pictures
         return blocks[:first] + blocks[first + 1:]
 
@@ -127,6 +132,10 @@ class SceneBuilder:
             self.section_has_scene, self.step = False, 0
             self.step_scene = self.bullets = None
             self.waiting += block.pictures
+        elif block.kind == "table" and max((len(r) for r in block.rows), default=0) == 1:
+            for row, pictures in zip(block.rows, block.row_pictures or [[]] * len(block.rows),
+                                     strict=False):   # a box: a warning, a note
+                self.add(Block("paragraph", row[0], block.where, pictures=pictures))
         elif block.kind == "table":
             self.flush()
             self.table(block)
@@ -266,6 +275,7 @@ class SceneBuilder:
 
     def emit(self, scene: SceneDraft) -> SceneDraft:
         scene.extra.setdefault("section", self.heading)
+        scene.caption = shorten(scene.caption, MAX_CAPTION) if scene.caption else None
         self.scenes.append(scene)
         self.section_has_scene = True
         if self.waiting and scene.picture is None:
@@ -294,6 +304,23 @@ class SceneBuilder:
                 if not after or after in " :：!！-–—" or self.language.writing != "latin":
                     return text[:len(word)]
         return ""
+
+
+def _fit(scene: SceneDraft, language: Language) -> list[SceneDraft]:
+    """A scene whose narration is longer than a script allows (a step with a long list under
+    it, long speaker notes) as several, cut between sentences; the first keeps the picture."""
+    if len(scene.narration) <= MAX_NARRATION:
+        return [scene]
+    parts: list[list[str]] = [[]]
+    for sentence in split_sentences(scene.narration, language):
+        for piece in _hard_split(sentence, MAX_NARRATION):
+            if parts[-1] and len(_join_all([*parts[-1], piece], language)) > MAX_NARRATION:
+                parts.append([])
+            parts[-1].append(piece)
+    return [SceneDraft(scene.kind, _join_all(part, language), scene.where,
+                       caption=scene.caption, picture=scene.picture if i == 0 else None,
+                       original=_join_all(part, language), extra=dict(scene.extra))
+            for i, part in enumerate(parts)]
 
 
 def drop_logos(scenes: list[SceneDraft]) -> list[str]:

@@ -18,22 +18,34 @@ _HEADING = re.compile(r"heading\s*(\d)", re.IGNORECASE)
 def read(path: Path) -> Document:
     import docx
     from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
     document = docx.Document(str(path))
     numbering = _numbering_formats(document)
     blocks: list[Block] = []
     paragraph_index = table_index = 0
-    for item in document.iter_inner_content():
-        if isinstance(item, Table):
+    body = document._body
+    for element in _body_elements(document.element.body):
+        if element.tag == _w("tbl"):
             table_index += 1
-            blocks.append(_table(item, table_index, document))
+            blocks.append(_table(Table(element, body), table_index, document))
             continue
         paragraph_index += 1
-        block = _paragraph(item, paragraph_index, numbering, document)
+        block = _paragraph(Paragraph(element, body), paragraph_index, numbering, document)
         if block is not None:
             blocks.append(block)
-    title = clean(document.core_properties.title or "") or None
-    return Document(title=title, blocks=blocks)
+    return Document(title=clean(document.core_properties.title or "") or None, blocks=blocks)
+
+
+def _body_elements(container):
+    """Paragraphs and tables in order, including those inside content controls (w:sdt), which
+    company SOP templates wrap whole sections in."""
+    for child in container:
+        if child.tag in (_w("p"), _w("tbl")):
+            yield child
+        elif child.tag == _w("sdt"):
+            for content in child.findall(_w("sdtContent")):
+                yield from _body_elements(content)
 
 
 def _paragraph(paragraph, index: int, numbering: dict[tuple[str, str], str],
