@@ -64,7 +64,7 @@ demo: setup
 TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest -q --durations=20 $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

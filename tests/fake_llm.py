@@ -5,10 +5,13 @@ messages with a role and string content, no streaming here) and answers with the
 response shape (`choices[0].message.content`) or error shape (`{"error": {"message", "type",
 "code"}}`). What it answers is scripted per test by `mode`:
 
-- rewrite: narration in the second person from the scene's text, numbers kept;
-- drop-numbers: the same without any digits, however often it is asked;
+- rewrite: narration in the second person from the scene's text, numbers kept, in the
+  labelled lines asked for (after a <think> block, inside a code fence, as models do);
+- json: the same as a JSON object;
+- echo: the scene's text back, as a model that ignores its instructions;
+- drop-numbers: the rewrite without any digits, however often it is asked;
 - fix-on-retry: drops the digits, then keeps them once told what it left out;
-- prose: not the JSON asked for;
+- prose: chatter without the labelled lines;
 - slow: answers after `delay_s`;
 - flaky: HTTP 503 `failures` times, then as rewrite;
 - HTTP status codes (401, 404, 500): that error, in OpenAI's error shape.
@@ -87,17 +90,22 @@ class FakeLLM:
         return 200, _completion(body["model"], self.reply(body["messages"]))
 
     def reply(self, messages: list[dict[str, str]]) -> str:
-        scene = json.loads(next(m["content"] for m in messages if m["role"] == "user"))
-        text = scene["text"]
-        told = any("leaves out" in m["content"] for m in messages if m["role"] == "user")
+        system = next(m["content"] for m in messages if m["role"] == "system")
+        text = next(m["content"] for m in messages if m["role"] == "user")
+        caption = re.search(r'current caption\s+"(.*)"', system).group(1) or "Safety step"
+        if self.mode == "echo":
+            return text
         if self.mode == "prose":
             return "Sure! Here is a friendlier version of that step for your workers."
         narration = f"You must do this: {text}"
-        if self.mode == "drop-numbers" or (self.mode == "fix-on-retry" and not told):
+        if self.mode == "drop-numbers" or (self.mode == "fix-on-retry" and
+                                           "left out" not in system):
             narration = re.sub(r"\s*\d+(?:[.,]\d+)*", "", narration)
-        reply = {"narration": narration, "caption": scene["caption"] or "Safety step",
-                 "visual": "a factory worker at a conveyor, realistic photo"}
-        return f"<think>keep it short</think>\n```json\n{json.dumps(reply)}\n```"
+        visual = "a factory worker at a conveyor, realistic photo"
+        if self.mode == "json":
+            return json.dumps({"narration": narration, "caption": caption, "visual": visual})
+        return (f"<think>keep it short</think>\n```\nNARRATION: {narration}\nCAPTION: {caption}"
+                f"\nVISUAL: {visual}\n```")
 
 
 def _shape_problem(path: str, body: dict[str, Any]) -> str | None:

@@ -6,10 +6,13 @@ per scene, keeping the document's numbers and terms as they are. Any server that
 `POST /v1/chat/completions` works: Ollama, vLLM, LM Studio, llama.cpp's server, or a hosted
 API. The key, when the server wants one, comes from $SOPREEL_LLM_API_KEY or $OPENAI_API_KEY.
 
-A scene at a time, so a small local model keeps up and progress is visible. A reply that drops
-a number or glossary term is asked once more with the missing facts named; if it still drops
-them, the scene keeps the rewrite and a note says what is missing (approval is refused until a
-person fixes it). A reply that is not the JSON asked for leaves the document's own text.
+A scene at a time, so a small local model keeps up and progress is visible: the system message
+holds the rules and the scene's context, the user message the scene's text alone. The answer is
+three labelled lines (NARRATION, CAPTION, VISUAL; a JSON object with those keys is read too);
+an answer without them is taken whole as the narration, with a note for the reviewer. A reply
+that drops a number or glossary term is asked again, afresh, with the missing facts named; if
+it still drops them the scene keeps the rewrite and a note says what is missing (approval is
+refused until a person puts them back).
 """
 
 from __future__ import annotations
@@ -33,22 +36,29 @@ from stages.importer.scenes import MAX_CAPTION, MAX_NARRATION, SceneDraft, short
 KEY_VARIABLES = ("SOPREEL_LLM_API_KEY", "OPENAI_API_KEY")
 RETRIED_STATUS = {429, 500, 502, 503, 504}
 _THINKING = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"^```[a-z]*\s*$", re.MULTILINE | re.IGNORECASE)
+_LABEL = re.compile(r"^\W*(NARRATION|CAPTION|VISUAL)\W*:[*_\s]*", re.MULTILINE | re.IGNORECASE)
 
 SYSTEM = """\
 You turn the text of a standard operating procedure (SOP) into narration for a safety training
-video watched by factory workers. Write the narration and the caption in {language}.
+video watched by factory workers. The user message is one scene's text from the SOP.
 Rules:
+- Write the narration and the caption in {language}.
 - Short sentences, one instruction or fact each. Speak to the worker as "you" (or use the
   imperative).
 - Keep every number, unit, code, name and technical term exactly as the source writes it;
   numbers stay in digits.
 - Add nothing that is not in the source; leave nothing out.
 - A warning stays a warning and starts with the source's warning word.
-Reply with only a JSON object, no other text:
-{{"narration": "what the narrator says, at most 80 words",
-  "caption": "an on-screen title of at most 8 words; keep a step number the input caption has",
-  "visual": "in English: one realistic photo for this scene (people, equipment, setting), no
-             text or signs with writing in it"}}"""
+Answer in exactly this form, three lines, nothing else:
+NARRATION: what the narrator says, at most 80 words
+CAPTION: an on-screen title of at most 8 words (keep the step number of the current caption)
+VISUAL: in English, one realistic photo for this scene (people, equipment, setting), with no
+text or writing in it
+The scene: document "{document}", section "{section}", a {kind} scene, current caption
+"{caption}".{again}"""
+AGAIN = ("\nYour last answer left out {missing}. This time keep each of them exactly as the "
+         "source writes it.")
 
 
 @dataclass
@@ -163,39 +173,37 @@ class Rewriter:
 
     def _scene(self, scene: SceneDraft, language: str, name: str, title: str,
                glossary: Glossary) -> list[str]:
-        request = {"document": title, "section": scene.extra.get("section") or "",
-                   "kind": scene.kind, "caption": scene.caption or "", "text": scene.original
-                   or scene.narration}
-        messages = [{"role": "system", "content": SYSTEM.format(language=name)},
-                    {"role": "user", "content": json.dumps(request, ensure_ascii=False)}]
-        reply = self.client.complete(messages)
-        parsed = parse_reply(reply)
-        if parsed is None:
-            messages += [{"role": "assistant", "content": reply},
-                         {"role": "user", "content": "Reply with only the JSON object."}]
-            reply = self.client.complete(messages)
-            parsed = parse_reply(reply)
-        if parsed is None:
-            return [f"scene {scene.id}: the model's reply was not the JSON asked for; the "
-                    "document's text stands in: rewrite it yourself"]
-        source = request["text"]
+        source = scene.original or scene.narration
+        context = {"language": name, "document": title, "kind": scene.kind,
+                   "section": scene.extra.get("section") or "", "caption": scene.caption or ""}
+        parsed = self._ask(source, context, again="")
         missing = missing_facts(source, _spoken(parsed), language, glossary)
-        if missing:
-            messages += [{"role": "assistant", "content": reply},
-                         {"role": "user", "content": "Your narration leaves out "
-                          f"{', '.join(missing)}. Write it again keeping each exactly as the "
-                          "source writes it. Reply with only the JSON object."}]
-            again = parse_reply(self.client.complete(messages))
-            if again is not None and len(missing_facts(source, _spoken(again), language,
-                                                       glossary)) < len(missing):
+        if missing:    # asked afresh, naming what it left out (never a follow-up turn: a
+            # model that echoes its input would then "keep" the numbers of the reminder)
+            again = self._ask(source, context, again=AGAIN.format(missing=", ".join(missing)))
+            if len(missing_facts(source, _spoken(again), language, glossary)) < len(missing):
                 parsed = again
         scene.narration = parsed["narration"]
         scene.caption = shorten(parsed["caption"], MAX_CAPTION) if parsed.get("caption") \
             else scene.caption
         scene.visual = parsed.get("visual") or None
+        notes = []
+        if parsed.get("plain"):
+            notes.append(f"scene {scene.id}: the model answered without the NARRATION/CAPTION/"
+                         "VISUAL lines asked for; its whole answer is the narration: check it")
         still = missing_facts(source, _spoken(parsed), language, glossary)
-        return [f"scene {scene.id}: the rewrite leaves out {', '.join(still)}; put it back "
-                "before approving"] if still else []
+        if still:
+            notes.append(f"scene {scene.id}: the rewrite leaves out {', '.join(still)}; put it "
+                         "back before approving")
+        return notes
+
+    def _ask(self, source: str, context: dict[str, str], again: str) -> dict[str, Any]:
+        messages = [{"role": "system", "content": SYSTEM.format(again=again, **context)},
+                    {"role": "user", "content": source}]
+        parsed = parse_reply(self.client.complete(messages))
+        if parsed is None:   # nothing usable (an empty answer, an overlong one)
+            return {"narration": source, "plain": True}
+        return parsed
 
 
 def _spoken(parsed: dict[str, str]) -> str:
@@ -203,8 +211,28 @@ def _spoken(parsed: dict[str, str]) -> str:
 
 
 def parse_reply(reply: str) -> dict[str, Any] | None:
-    """The JSON object in a model's reply (after any <think> block or code fence), or None."""
-    text = _THINKING.sub("", reply).strip()
+    """Narration, caption and visual from a model's answer: the three labelled lines asked for,
+    or a JSON object with those keys (some models answer so); otherwise the whole answer is
+    the narration (`plain`). None when there is no usable text. A <think> block and code
+    fences are skipped."""
+    text = _FENCE.sub("", _THINKING.sub("", reply)).strip()
+    found = _json_reply(text) or _labelled(text)
+    if found is None:
+        found = {"narration": text, "plain": True}
+    narration = " ".join(str(found.get("narration") or "").split())
+    if not narration or len(narration) > MAX_NARRATION:
+        return None
+    result: dict[str, Any] = {"narration": narration}
+    for key, limit in (("caption", 400), ("visual", 1000)):
+        value = " ".join(str(found.get(key) or "").split())
+        if value:
+            result[key] = value[:limit]
+    if found.get("plain"):
+        result["plain"] = True
+    return result
+
+
+def _json_reply(text: str) -> dict[str, Any] | None:
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         return None
@@ -212,15 +240,14 @@ def parse_reply(reply: str) -> dict[str, Any] | None:
         data = json.loads(text[start:end + 1])
     except ValueError:
         return None
-    if not isinstance(data, dict):
+    return data if isinstance(data, dict) and isinstance(data.get("narration"), str) else None
+
+
+def _labelled(text: str) -> dict[str, str] | None:
+    """NARRATION: / CAPTION: / VISUAL: lines; a label's text runs until the next label."""
+    parts = _LABEL.split(text)
+    if len(parts) < 3:
         return None
-    narration = data.get("narration")
-    if not isinstance(narration, str) or not narration.strip() or \
-            len(narration) > MAX_NARRATION:
-        return None
-    result = {"narration": " ".join(narration.split())}
-    for key in ("caption", "visual"):
-        value = data.get(key)
-        if isinstance(value, str) and value.strip():
-            result[key] = " ".join(value.split())[:1000 if key == "visual" else 400]
-    return result
+    found = {label.lower(): value.strip() for label, value in zip(parts[1::2], parts[2::2],
+                                                                  strict=True)}
+    return found if found.get("narration") else None
