@@ -15,6 +15,14 @@ import pytest
 import yaml
 from PIL import Image
 
+# On pytest-xdist workers (make test runs two on two cores) every math library gets one
+# thread: by default each process starts a spinning thread per core, and two workers' threads
+# then fight for the cores (bench/gpu.py --quick: 73 s alone, 283 s beside a second copy, 75 s
+# beside it with one thread each). Set before any test imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
+
 # Prefect's home (its SQLite database) lives in a temporary folder, never in the user's.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="sopreel-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME

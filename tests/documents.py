@@ -210,6 +210,14 @@ costs far more.
 |------|--------|----------|
 | 1 | Sound the horn | A clear tone |
 | 2 | Test the brakes | The truck stops within 2 m |
+
+## Park
+
+4.1 Park on level ground, forks lowered.
+
+**CAUTION**
+
+The engine stays hot for 20 minutes.
 """
 
 WIKI_PAGE = """\

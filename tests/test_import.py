@@ -141,6 +141,10 @@ def test_markdown_and_a_saved_wiki_page(tmp_path):
     assert "Never lift more than 1,500 kg with this truck." in scenes
     assert scenes["Step 2: Test the controls"]["narration"] == \
         "Test the brakes. Expected: The truck stops within 2 m."
+    # "4.1" numbers a section, not a step; a warning word on a line of its own labels the text
+    # under it.
+    assert scenes["Park"]["narration"] == "4.1 Park on level ground, forks lowered."
+    assert scenes["CAUTION: The engine stays hot for 20 minutes."]["source"]["line"] == 36
 
     code, output = run("import", spill_html(tmp_path))
     assert code == 0 and "https://example.com/remote.png is on the web" in output

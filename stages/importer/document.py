@@ -21,7 +21,7 @@ KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 MIN_PICTURE_SIDE = 100      # smaller pictures are icons, bullets and logos, not scene photos
 _BULLET = re.compile(r"^[\s•◦▪▫●○■□➢➤►▶✓✔☐☑\-–—*·]+\s*")
 _INVISIBLE = {"Cc", "Cf", "Co", "Cs"}
-_NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)、．]\s*(?=\S)")
+_NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)、．]\s*(?=[^\d\s])")   # not "4.1 Scope"
 
 
 @dataclass(frozen=True)

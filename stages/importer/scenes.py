@@ -92,6 +92,7 @@ class SceneBuilder:
         self.bullets: SceneDraft | None = None
         self.running: list[tuple[str, dict[str, int]]] = []
         self.waiting: list[Picture] = []
+        self.warning_label: str | None = None
         if self.title and JUNK_TITLE.search(self.title):
             self.title = None     # "Microsoft Word - sop.docx", a template's name
         blocks = self._take_title(document.blocks)
@@ -125,9 +126,7 @@ class SceneBuilder:
             self.slide(block)
         elif block.kind == "heading":
             self.flush()
-            if not self.section_has_scene and self.heading:
-                self.emit(SceneDraft("section", _sentence(self.heading, self.language),
-                                     self.heading_where, caption=self.heading))
+            self.intro()       # the heading before had no text of its own
             self.heading, self.heading_where = block.text, block.where
             self.section_has_scene, self.step = False, 0
             self.step_scene = self.bullets = None
@@ -141,6 +140,14 @@ class SceneBuilder:
             self.table(block)
         elif not block.text:
             self.picture(block.pictures)
+        elif self.warning_label is not None:      # the text under a "WARNING" line
+            label, self.warning_label = self.warning_label, None
+            self.flush()
+            colon = "：" if self.language.writing == "han" else ": "
+            self.warning(Block(block.kind, f"{label}{colon}{block.text}", block.where,
+                               pictures=block.pictures))
+        elif self.warning_word(block.text) == block.text.rstrip(" :：!！"):
+            self.warning_label = self.warning_word(block.text)    # a label on a line of its own
         elif block.warning or self.warning_word(block.text):
             self.flush()
             self.warning(block)
