@@ -181,6 +181,24 @@ def lockout_pdf(folder: Path) -> Path:
     return path
 
 
+def chinese_pdf(folder: Path) -> Path:
+    """Traditional Chinese in Adobe's standard CID font, paragraphs with no spacing between."""
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph, SimpleDocTemplate
+
+    pdfmetrics.registerFont(UnicodeCIDFont("MSung-Light"))
+    title = ParagraphStyle("title", fontName="MSung-Light", fontSize=18, leading=24)
+    body = ParagraphStyle("body", fontName="MSung-Light", fontSize=11, leading=15)
+    path = folder / "chinese.pdf"
+    SimpleDocTemplate(str(path)).build([
+        Paragraph("上鎖掛牌程序", title), Paragraph("1. 在主電源開關處關閉輸送帶。", body),
+        Paragraph("2. 用你自己的掛鎖鎖上隔離開關。", body),
+        Paragraph("警告：煞車中的儲存能量可能使皮帶移動30秒。", body)])
+    return path
+
+
 MARKDOWN = """\
 ---
 title: Forklift pre-shift check

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import ffprobe, parse_srt
 from documents import (
     chinese_docx,
+    chinese_pdf,
     deck_pptx,
     forklift_md,
     lockout_docx,
@@ -128,6 +129,13 @@ def test_pdf_headings_lists_pictures_and_tables_from_the_layout(tmp_path):
             "row" in s["source"]]
     assert [s["narration"] for s in rows] == ["Press the start button.",
                                               "Confirm that nothing moves."]
+    # Traditional Chinese set in a standard CID font; a warning close under a step is its own.
+    chinese = imported(tmp_path, chinese_pdf(tmp_path))
+    assert chinese["language"] == "zh-TW" and chinese["title"] == "上鎖掛牌程序"
+    assert [(s.get("caption"), s["narration"]) for s in chinese["scenes"]] == [
+        ("步驟1", "在主電源開關處關閉輸送帶。"), ("步驟2", "用你自己的掛鎖鎖上隔離開關。"),
+        ("警告：煞車中的儲存能量可能使皮帶移動30秒。",
+         "警告：煞車中的儲存能量可能使皮帶移動30秒。")]
 
 
 def test_markdown_and_a_saved_wiki_page(tmp_path):

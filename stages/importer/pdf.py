@@ -205,10 +205,13 @@ def _blocks(lines: list[_Line], pictures: list[tuple[float, Picture]], page: int
             number, _ = leading_number(cells[0][1] + ". x")
             blocks.append(Block("item", cells[1][1], where, numbered=number is not None,
                                 number=number))
-        elif _starts_item(text):
+        elif _starts_item(text) or _starts_warning(text):
             number, rest = leading_number(text)
-            blocks.append(Block("item", clean(rest) if number else clean(text), where,
-                                numbered=number is not None, number=number))
+            if number is None and not _BULLET_START.match(text):   # a warning: its own block
+                blocks.append(Block("paragraph", text, where))
+            else:
+                blocks.append(Block("item", clean(rest) if number else clean(text), where,
+                                    numbered=number is not None, number=number))
         elif last is not None and last.kind in ("paragraph", "item") and last.text and \
                 gap < 1.8 * line.size and previous is not None:
             last.text = f"{last.text} {text}"    # the next line of the same paragraph
@@ -224,6 +227,15 @@ def _blocks(lines: list[_Line], pictures: list[tuple[float, Picture]], page: int
 def _marker(cell: str) -> bool:
     """A cell that is only a list number or bullet ("1", "2.", "•")."""
     return bool(re.fullmatch(r"\d{1,3}[.)]?|[•◦▪●○■➢➤►\-–*]", cell.strip()))
+
+
+def _starts_warning(text: str) -> bool:
+    """A line starting with a warning word starts a block of its own, however close it sits
+    to the line above (PDFs often set a warning with no paragraph spacing)."""
+    from stages.importer.scenes import import_rules
+
+    lowered = text.lower()
+    return any(lowered.startswith(word.lower()) for word in import_rules().warning_words)
 
 
 def _starts_item(text: str) -> bool:
