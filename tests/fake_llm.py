@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +33,7 @@ class FakeLLM:
         self.mode, self.delay_s, self.failures = mode, delay_s, failures
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -106,6 +107,15 @@ class FakeLLM:
             return json.dumps({"narration": narration, "caption": caption, "visual": visual})
         return (f"<think>keep it short</think>\n```\nNARRATION: {narration}\nCAPTION: {caption}"
                 f"\nVISUAL: {visual}\n```")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):   # the client gave up: a timeout
+            return
+        super().handle_error(request, client_address)
 
 
 def _shape_problem(path: str, body: dict[str, Any]) -> str | None:
