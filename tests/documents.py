@@ -103,7 +103,7 @@ def _word(path: Path, title: str, paragraphs: list[tuple[str | None, str]]) -> P
 
 
 def deck_pptx(folder: Path) -> Path:
-    """Three slides: notes and a picture; no notes (the body is read); hidden."""
+    """Four slides: notes and a picture; no notes (the body is read); a table; hidden."""
     from pptx import Presentation
     from pptx.util import Inches
 
@@ -121,6 +121,12 @@ def deck_pptx(folder: Path) -> Path:
     body = second.placeholders[1].text_frame
     body.text = "Safety glasses"
     body.add_paragraph().text = "Hearing protection above 85 dB"
+    limits = deck.slides.add_slide(deck.slide_layouts[5])
+    limits.shapes.title.text = "Limits"
+    table = limits.shapes.add_table(2, 2, Inches(1), Inches(2), Inches(6), Inches(1)).table
+    for row, cells in enumerate([("Noise", "85 dB"), ("Load", "1,500 kg")]):
+        for column, text in enumerate(cells):
+            table.cell(row, column).text = text
     hidden = deck.slides.add_slide(deck.slide_layouts[5])
     hidden.shapes.title.text = "Trainer's notes"
     hidden._element.set("show", "0")

@@ -28,6 +28,7 @@ from PIL import Image
 
 from flows.cli import main
 from stages.importer.detect import detect_language
+from stages.importer.document import clean
 from stages.importer.facts import numbers
 from stages.importer.rewrite import parse_reply
 
@@ -104,13 +105,14 @@ def test_thai_and_traditional_chinese_documents(tmp_path):
 
 def test_slides_notes_become_narration_and_the_largest_picture_the_photo(tmp_path):
     data = imported(tmp_path, deck_pptx(tmp_path))
-    first, second = data["scenes"]          # the hidden third slide is left out
+    first, second, third = data["scenes"]          # the hidden fourth slide is left out
     assert first["caption"] == "Isolate the conveyor" and first["source"]["slide"] == 1
     assert first["narration"].startswith("Switch the conveyor off at the main disconnect.")
     with Image.open(tmp_path / first["image"]) as image:
         assert image.size == (640, 480)     # the larger of the slide's two pictures
     assert second["caption"] == "Wear your PPE" and second["source"]["slide"] == 2
     assert second["narration"] == "Safety glasses. Hearing protection above 85 dB."   # no notes
+    assert third["narration"] == "Noise, 85 dB. Load, 1,500 kg."       # a table, row by row
 
 
 def test_pdf_headings_lists_pictures_and_tables_from_the_layout(tmp_path):
@@ -328,6 +330,7 @@ def test_reply_parsing_numbers_and_language_detection():
     assert parse_reply("<think>only thinking</think>") is None
     assert numbers("Lift 1,500 kg within 2.5 m at 10:30, ขั้นตอน ๓") == \
         ["1500", "2.5", "10:30", "3"]
+    assert clean("• Here\x92s the mis\ufb01t\u00ad \uf0b7list") == "Here’s the misfit list"
     assert detect_language("ปิดสวิตช์ตัดไฟหลัก")[0] == "th"
     assert detect_language("在主電源開關處關閉輸送帶。這適用於每一項維修")[0] == "zh-TW"
     assert detect_language("在主电源开关处关闭输送带。这适用于每一项维修")[0] == "zh-CN"

@@ -21,6 +21,10 @@ KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 MIN_PICTURE_SIDE = 100      # smaller pictures are icons, bullets and logos, not scene photos
 _BULLET = re.compile(r"^[\s•◦▪▫●○■□➢➤►▶✓✔☐☑\-–—*·]+\s*")
 _INVISIBLE = {"Cc", "Cf", "Co", "Cs"}
+# C1 control codes as Windows-1252 reads them (\x92 -> ’), and the ligatures ﬁ ﬂ ﬀ ﬃ ﬄ ﬅ ﬆ.
+_REPAIRS = {**{code: bytes([code]).decode("cp1252", errors="ignore") or None
+               for code in range(0x80, 0xA0)},
+            **{code: unicodedata.normalize("NFKC", chr(code)) for code in range(0xFB00, 0xFB07)}}
 _NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)、．]\s*(?=[^\d\s])")   # not "4.1 Scope"
 
 
@@ -73,8 +77,9 @@ class Document:
 
 def clean(text: str) -> str:
     """Text as it should be spoken and shown: no bullets, invisible or private-use characters
-    (symbol-font bullets), soft hyphens or runs of whitespace."""
-    text = unicodedata.normalize("NFC", text.replace("\u00ad", ""))
+    (symbol-font bullets), soft hyphens or runs of whitespace; Windows-1252 quotes that PDFs
+    leave as C1 control codes become the quotes they are, typographic ligatures letters."""
+    text = unicodedata.normalize("NFC", text.replace("\u00ad", "").translate(_REPAIRS))
     text = "".join(" " if c in "\t\n\r\v\f\u00a0\u2028\u2029" else c for c in text
                    if c in "\t\n\r\v\f" or unicodedata.category(c) not in _INVISIBLE)
     return _BULLET.sub("", " ".join(text.split())).strip()

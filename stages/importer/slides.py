@@ -33,6 +33,7 @@ def read(path: Path) -> Document:
                  if shape.has_text_frame and shape is not title_shape
                  and (title_shape is None or shape.shape_id != title_shape.shape_id)
                  for p in shape.text_frame.paragraphs if clean(p.text)]
+        lines += _table_lines(shapes)
         pictures = [shape for shape in shapes if _has_image(shape)]
         largest = max(pictures, key=lambda s: (s.width or 0) * (s.height or 0), default=None)
         found = [Picture(largest.image.blob, f"the picture on slide {number}")] if largest else []
@@ -41,6 +42,19 @@ def read(path: Path) -> Document:
     title = clean(deck.core_properties.title or "") or \
         next((block.title for block in blocks if block.title), None)
     return Document(title=title, blocks=blocks, warnings=warnings)
+
+
+def _table_lines(shapes) -> list[str]:
+    """A slide's tables, a line per row: the cells joined."""
+    lines = []
+    for shape in shapes:
+        if getattr(shape, "has_table", False):
+            for row in shape.table.rows:
+                cells = [clean(cell.text) for cell in row.cells
+                         if not cell.is_spanned and clean(cell.text)]   # a merged cell once
+                if cells:
+                    lines.append(", ".join(cells))
+    return lines
 
 
 def _shapes(shapes):
