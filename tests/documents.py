@@ -187,6 +187,31 @@ def lockout_pdf(folder: Path) -> Path:
     return path
 
 
+def checklist_pdf(folder: Path, pages: int = 4) -> Path:
+    """A page per section, each ending in steps worded alike (at different heights) under a
+    running header and footer: only the header and footer are page furniture."""
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
+
+    styles = getSampleStyleSheet()
+
+    def furniture(canvas, document) -> None:
+        canvas.setFont("Helvetica", 8)
+        canvas.drawString(72, 810, "ACME Plant 2 - checklist")
+        canvas.drawString(280, 30, f"Page {document.page} of {pages}")
+
+    story = []
+    for page in range(1, pages + 1):
+        story += [Paragraph(f"Area {page}", styles["Heading2"]),
+                  *[Paragraph("Walk the area and look for spills. " * page, styles["BodyText"])],
+                  *[Paragraph(f"{n}. Check point {n} of area {page} and record it.",
+                              styles["BodyText"]) for n in range(1, 4)], PageBreak()]
+    path = folder / "checklist.pdf"
+    SimpleDocTemplate(str(path)).build(story[:-1], onFirstPage=furniture,
+                                       onLaterPages=furniture)
+    return path
+
+
 def chinese_pdf(folder: Path) -> Path:
     """Traditional Chinese in Adobe's standard CID font, paragraphs with no spacing between."""
     from reportlab.lib.styles import ParagraphStyle

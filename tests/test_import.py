@@ -14,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import ffprobe, parse_srt
 from documents import (
+    checklist_pdf,
     chinese_docx,
     chinese_pdf,
     deck_pptx,
@@ -131,6 +132,13 @@ def test_pdf_headings_lists_pictures_and_tables_from_the_layout(tmp_path):
             "row" in s["source"]]
     assert [s["narration"] for s in rows] == ["Press the start button.",
                                               "Confirm that nothing moves."]
+    # Steps worded alike at the foot of every page are content, not a running footer.
+    checklist = imported(tmp_path, checklist_pdf(tmp_path))
+    steps = [s for s in checklist["scenes"] if s.get("caption", "").startswith("Step 3")]
+    assert [s["narration"] for s in steps] == [f"Check point 3 of area {n} and record it."
+                                               for n in range(1, 5)]
+    assert not any("ACME" in s["narration"] or "Page" in s["narration"]
+                   for s in checklist["scenes"])
     # Traditional Chinese set in a standard CID font; a warning close under a step is its own.
     chinese = imported(tmp_path, chinese_pdf(tmp_path))
     assert chinese["language"] == "zh-TW" and chinese["title"] == "上鎖掛牌程序"

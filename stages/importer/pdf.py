@@ -22,6 +22,7 @@ from stages.importer.document import Block, Document, Picture, clean, leading_nu
 _BULLET_START = re.compile(r"^\s*[•◦▪●○■➢➤►\-–*]\s+")
 HEADING_RATIO = 1.15        # a line this much larger than the body text is a heading
 PAGE_NUMBER = re.compile(r"(page\s*|p\.\s*|-\s*)?#(\s*(/|of)\s*#)?(\s*-)?")
+MARGIN = 0.075              # running headers and footers sit in the page's top and bottom 7.5%
 CELL_GAP = 1.0              # a gap this many font sizes wide between runs separates cells
 
 
@@ -83,7 +84,8 @@ def read(path: Path) -> Document:
         pages = [_page(page) for page in reader.pages]
     except PdfReadError as exc:
         raise SopreelError(f"{path}: not a readable PDF ({exc}).") from None
-    pages = _without_page_furniture(pages)
+    pages = _without_page_furniture(pages, [float(page.mediabox.height) for page in
+                                            reader.pages])
     lines = [line for page_lines, _ in pages for line in page_lines]
     if not any(line.text for line in lines):
         raise SopreelError(f"{path}: the PDF has no text to read (a scan?); run it through OCR "
@@ -128,21 +130,32 @@ def _page(page) -> tuple[list[_Line], list[tuple[float, Picture]]]:
     return lines, pictures
 
 
-def _without_page_furniture(pages: list[tuple[list[_Line], list]]) -> list[tuple[list[_Line],
-                                                                                  list]]:
-    """Pages without their running headers and footers (a line found, numbers aside, on at
-    least half of three or more pages) and bare page numbers ("3", "Page 3 of 10")."""
+def _without_page_furniture(pages: list[tuple[list[_Line], list]], heights: list[float]
+                            ) -> list[tuple[list[_Line], list]]:
+    """Pages without their running headers and footers and bare page numbers ("3", "Page 3
+    of 10"): in the page's top and bottom margins, a line found at the same height and with
+    the same words (numbers aside) on at least half of three or more pages, or a page
+    number."""
     def shape(line: _Line) -> str:
-        return re.sub(r"\d+", "#", line.text).strip().lower()
+        words = re.sub(r"\d+", "#", line.text).strip().lower()
+        return f"{round(line.y / 4)}:{words}"
+
+    def margins(page_lines: list[_Line], height: float) -> list[_Line]:
+        return [line for line in page_lines
+                if line.y < height * MARGIN or line.y > height * (1 - MARGIN)]
 
     seen: Counter[str] = Counter()
-    for page_lines, _ in pages:
-        seen.update({shape(line) for line in page_lines})
+    for (page_lines, _), height in zip(pages, heights, strict=True):
+        seen.update({shape(line) for line in margins(page_lines, height)})
     repeated = {text for text, count in seen.items()
                 if len(pages) >= 3 and count >= max(3, len(pages) // 2)}
-    return [([line for line in page_lines if shape(line) not in repeated
-              and not PAGE_NUMBER.fullmatch(shape(line))], pictures)
-            for page_lines, pictures in pages]
+    kept = []
+    for (page_lines, pictures), height in zip(pages, heights, strict=True):
+        furniture = {id(line) for line in margins(page_lines, height)
+                     if shape(line) in repeated
+                     or PAGE_NUMBER.fullmatch(shape(line).split(":", 1)[1])}
+        kept.append(([line for line in page_lines if id(line) not in furniture], pictures))
+    return kept
 
 
 def _images(page) -> list:
