@@ -295,8 +295,9 @@ def test_llm_server_errors_timeouts_and_unusable_replies(tmp_path):
     assert code == 2 and "nothing answers at http://127.0.0.1:9/v1/chat/completions" in output
     assert not (tmp_path / "lockout.yaml").exists() and not (tmp_path / "lockout.pictures").exists()
 
-    with FakeLLM("flaky", failures=2) as llm:     # busy twice, then answers: retried
-        assert run("import", document, "--llm", llm.url, "--model", "m")[0] == 0
+    with FakeLLM("flaky", failures=2) as llm:     # busy twice, then answers: retried; the
+        server = llm.url.removesuffix("/v1")      # server's bare address means its /v1
+        assert run("import", document, "--llm", server, "--model", "m")[0] == 0
     with FakeLLM("prose") as llm:      # chatter: taken as the narration, flagged, not approved
         code, output = run("import", document, "--llm", llm.url, "--model", "m", "--force")
     assert code == 0 and "answered without the NARRATION/CAPTION/VISUAL lines" in output

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -74,8 +75,14 @@ class ChatClient:
 
     @property
     def endpoint(self) -> str:
+        """The completions URL: --llm is the API base (".../v1"); a server's bare address
+        (http://127.0.0.1:11434) means its /v1, where every compatible server has it."""
         base = self.url.rstrip("/")
-        return base if base.endswith("/chat/completions") else f"{base}/chat/completions"
+        if base.endswith("/chat/completions"):
+            return base
+        if urlsplit(base).path in ("", "/"):
+            base += "/v1"
+        return f"{base}/chat/completions"
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         """The assistant's reply to `messages`; a clear error for anything else."""
