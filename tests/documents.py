@@ -180,6 +180,8 @@ def lockout_pdf(folder: Path) -> Path:
         PageBreak(),
         Paragraph("Remove the lock only when the work is done and everyone is clear.",
                   styles["BodyText"]),
+        ListFlowable([ListItem(Paragraph(text, styles["BodyText"]))
+                      for text in ("Your padlock", "Your tag")], bulletType="bullet"),
     ]
     path = folder / "lockout.pdf"
     SimpleDocTemplate(str(path), pagesize=A4, title="Lockout Procedure").build(

@@ -123,7 +123,8 @@ def test_pdf_headings_lists_pictures_and_tables_from_the_layout(tmp_path):
     assert captions[:3] == ["Isolate energy", "Step 1: Isolate energy", "Step 2: Isolate energy"]
     assert data["scenes"][0]["narration"].startswith("Before you start, read the whole "
                                                      "procedure. The conveyor runs at 480 V")
-    assert [s["source"]["page"] for s in data["scenes"]] == [1, 1, 1, 1, 2, 2, 2, 3]
+    assert [s["source"]["page"] for s in data["scenes"]] == [1, 1, 1, 1, 2, 2, 2, 3, 3]
+    assert data["scenes"][-1]["narration"] == "Your padlock. Your tag."   # bullets, not text
     spoken = " ".join(s["narration"] for s in data["scenes"])
     assert "ACME" not in spoken and "Page" not in spoken     # running header, page numbers
     assert any("image" in s for s in data["scenes"])

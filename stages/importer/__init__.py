@@ -12,9 +12,7 @@ and both are renamed into place only after the script passed the same checks as 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
 import importlib
 import os
 import re
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from stages import languages
+from stages.assets import TEMP_PREFIX, file_sha256, write_text_atomic
 from stages.errors import ScriptError, SopreelError
 from stages.fonts import describe_chars, font_chain, missing_glyphs
 from stages.importer.detect import detect_language
@@ -123,15 +122,11 @@ def import_document(path: str | Path, out: str | Path | None = None, *,
     if rewriter is not None:
         notes = rewriter.rewrite(scenes, code, title, on_progress=on_progress)
     warnings += _fit_to_fonts(scenes, code)
-    script = _script_data(path, target, document_sha(path), title, code, style, scenes,
-                          rewriter, notes)
-    pictures = _write(target, script, scenes, warnings)
-    return ImportResult(target, pictures, len(scenes), sum(s.picture is not None for s in scenes),
-                        code, note, warnings, rewriter is not None, notes)
-
-
-def document_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    imported = _imported(path, target, rewriter, notes)
+    pictures, photos = _write(target, scenes, warnings, lambda images: _script_data(
+        imported, title, path.stem, code, style, scenes, images, rewriter is not None))
+    return ImportResult(target, pictures, len(scenes), photos, code, note, warnings,
+                        rewriter is not None, notes)
 
 
 def _check_target(path: Path, target: Path, style: str, force: bool) -> None:
@@ -161,8 +156,7 @@ def _name_scenes(scenes: list[SceneDraft]) -> None:
     text has no Latin letters (Thai, Chinese)."""
     taken: set[str] = set()
     for number, scene in enumerate(scenes, start=1):
-        words = re.findall(r"[a-z0-9]+", (scene.caption or scene.narration).lower())
-        base = "-".join(words[:6])[:40].strip("-")
+        base = _slug(scene.caption or scene.narration, words=6, length=40)
         if not re.search(r"[a-z]{2}", base):     # no Latin words: numbered
             base = f"scene-{number:02d}"
         candidate, suffix = base, 2
@@ -170,6 +164,11 @@ def _name_scenes(scenes: list[SceneDraft]) -> None:
             candidate, suffix = f"{base}-{suffix}", suffix + 1
         taken.add(candidate)
         scene.id = candidate
+
+
+def _slug(text: str, words: int, length: int) -> str:
+    """'Step 2: Isolate the energy' -> 'step-2-isolate-the-energy' (Latin letters, digits)."""
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower())[:words])[:length].strip("-")
 
 
 def _fit_to_fonts(scenes: list[SceneDraft], code: str) -> list[str]:
@@ -197,45 +196,49 @@ def _visual(scene: SceneDraft) -> str:
     rewrite writes a better one)."""
     first = scene.narration.split(". ")[0].strip()
     lead = "Safety warning sign. " if scene.kind == "warning" else ""
-    section = scene.extra.get("section")
+    section = scene.section
     context = f"{section}: " if section and section not in first else ""
     return f"{lead}{context}{first}"[:300]
 
 
-def _script_data(path: Path, target: Path, sha: str, title: str, code: str, style: str,
-                 scenes: list[SceneDraft], rewriter: Rewriter | None,
-                 notes: list[str]) -> dict[str, Any]:
+def _imported(path: Path, target: Path, rewriter: Rewriter | None,
+              notes: list[str]) -> dict[str, Any]:
+    """The script's `imported:` block: the document (relative to the script when beside it),
+    its sha256, the date, and an LLM rewrite's review state."""
     source_file = os.path.relpath(path, target.parent) if path.is_relative_to(target.parent) \
         else str(path)
-    imported: dict[str, Any] = {"file": source_file, "sha256": sha,
+    imported: dict[str, Any] = {"file": source_file, "sha256": file_sha256(path),
                                 "date": dt.date.today().isoformat()}
     if rewriter is not None:
         imported["rewrite"] = {"model": rewriter.model, "server": rewriter.server,
                                "status": "unreviewed", "reviewer": None, "reviewed": None,
                                "notes": notes}
+    return imported
+
+
+def _script_data(imported: dict[str, Any], title: str, stem: str, code: str, style: str,
+                 scenes: list[SceneDraft], images: dict[str, str],
+                 rewritten: bool) -> dict[str, Any]:
+    """The script as data, scene keys in the order a reader expects; `images` are the photos
+    written, by scene id (the others get a visual prompt)."""
     items = []
     for scene in scenes:
         item: dict[str, Any] = {"id": scene.id}
         if scene.caption:
             item["caption"] = scene.caption
         item["narration"] = scene.narration
-        item["visual"] = scene.visual or _visual(scene)
-        source: dict[str, Any] = {"file": source_file, **scene.where}
-        if rewriter is not None:
-            source["text"] = scene.original[:4000]
-        item["source"] = source
+        if scene.id in images:
+            item["image"] = images[scene.id]
+        else:
+            item["visual"] = scene.visual or _visual(scene)
+        item["source"] = {"file": imported["file"], **scene.where,
+                          **({"text": scene.original[:4000]} if rewritten else {})}
         items.append(item)
-    return {"id": _script_id(title, path.stem), "title": title[:200], "language": code,
-            "languages": [code], "voice": "stock", "music": import_rules().music,
-            "style": style, "imported": imported, "scenes": items}
-
-
-def _script_id(title: str, stem: str) -> str:
-    for text in (title, stem):
-        slug = "-".join(re.findall(r"[a-z0-9]+", text.lower()))[:64].strip("-")
-        if slug:
-            return slug
-    return "imported-sop"
+    script_id = _slug(title, words=64, length=64) or _slug(stem, words=64, length=64) \
+        or "imported-sop"
+    return {"id": script_id, "title": title[:200], "language": code, "languages": [code],
+            "voice": "stock", "music": import_rules().music, "style": style,
+            "imported": imported, "scenes": items}
 
 
 def _humanize(stem: str) -> str:
@@ -265,29 +268,26 @@ def render_script(data: dict[str, Any], script_name: str) -> str:
     return header + body
 
 
-def _write(target: Path, data: dict[str, Any], scenes: list[SceneDraft],
-           warnings: list[str]) -> Path | None:
-    """Pictures into NAME.pictures/, then the script; checked like `validate` before either
-    replaces what is there."""
+def _write(target: Path, scenes: list[SceneDraft], warnings: list[str],
+           script_data: Callable[[dict[str, str]], dict[str, Any]]) -> tuple[Path | None, int]:
+    """Pictures into NAME.pictures/, then the script (`script_data` of the photos written),
+    each renamed into place; checked like `validate`, and removed again if that fails.
+    Returns the pictures folder (None without photos) and how many photos it holds."""
     from stages.script import load_script
 
     folder = target.parent / f"{target.stem}{PICTURES_SUFFIX}"
-    temp_folder = target.parent / f".tmp-{uuid.uuid4().hex[:8]}{PICTURES_SUFFIX}"
-    temp_script = target.parent / f".tmp-{uuid.uuid4().hex[:8]}-{target.name}"
+    staging = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}{PICTURES_SUFFIX}"
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        photos = _write_pictures(temp_folder, folder.name, data, scenes, warnings)
-        temp_script.write_text(render_script(data, target.name),
-                               encoding="utf-8")
-        if photos:
-            _swap_folder(temp_folder, folder)
+        images = _write_pictures(staging, folder.name, scenes, warnings)
+        text = render_script(script_data(images), target.name)
+        if images:
+            _replace_folder(staging, folder)
         elif folder.exists():
             shutil.rmtree(folder)
-        os.replace(temp_script, target)
+        write_text_atomic(target, text)
     finally:
-        shutil.rmtree(temp_folder, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            temp_script.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
     try:
         load_script(target, only_languages=[], allow_unreviewed=True)
     except ScriptError as exc:
@@ -295,16 +295,16 @@ def _write(target: Path, data: dict[str, Any], scenes: list[SceneDraft],
         shutil.rmtree(folder, ignore_errors=True)
         raise SopreelError(f"sopreel import made a script that does not validate; this is a bug "
                            f"in sopreel, please report it with the document:\n{exc}") from None
-    return folder if photos else None
+    return (folder if images else None), len(images)
 
 
-def _write_pictures(folder: Path, final_name: str, data: dict[str, Any],
-                    scenes: list[SceneDraft], warnings: list[str]) -> int:
-    """Each scene's picture as NAME.pictures/<scene id>.<ext>; the scene's visual prompt makes
-    way for the photo."""
+def _write_pictures(folder: Path, final_name: str, scenes: list[SceneDraft],
+                    warnings: list[str]) -> dict[str, str]:
+    """Each scene's usable picture as <scene id>.<ext> in `folder`; returns scene id -> the
+    path the script names (in `final_name`, the folder's name once in place)."""
     folder.mkdir(parents=True)
-    written = 0
-    for scene, item in zip(scenes, data["scenes"], strict=True):
+    images = {}
+    for scene in scenes:
         if scene.picture is None:
             continue
         usable = usable_picture(scene.picture)
@@ -312,28 +312,16 @@ def _write_pictures(folder: Path, final_name: str, data: dict[str, Any],
             warnings.append(f"scene {scene.id}: {usable}; it gets a visual prompt instead")
             continue
         content, extension = usable
-        name = f"{scene.id}{extension}"
-        (folder / name).write_bytes(content)
-        item.pop("visual", None)
-        item["image"] = f"{final_name}/{name}"
-        written += 1
-        _reorder(item)
-    return written
+        (folder / f"{scene.id}{extension}").write_bytes(content)
+        images[scene.id] = f"{final_name}/{scene.id}{extension}"
+    return images
 
 
-def _reorder(item: dict[str, Any]) -> None:
-    """id, caption, narration, image/visual, source: the order a reader expects."""
-    order = ["id", "caption", "narration", "image", "visual", "source"]
-    ordered = {key: item[key] for key in order if key in item}
-    item.clear()
-    item.update(ordered)
-
-
-def _swap_folder(new: Path, final: Path) -> None:
+def _replace_folder(new: Path, final: Path) -> None:
     """Replace `final` with `new` (a previous import's pictures are removed after)."""
     old = None
     if final.exists():
-        old = final.with_name(f".tmp-{uuid.uuid4().hex[:8]}-old{PICTURES_SUFFIX}")
+        old = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-old{PICTURES_SUFFIX}")
         os.replace(final, old)
     os.replace(new, final)
     if old is not None:

@@ -25,6 +25,7 @@ _INVISIBLE = {"Cc", "Cf", "Co", "Cs"}
 _REPAIRS = {**{code: bytes([code]).decode("cp1252", errors="ignore") or None
                for code in range(0x80, 0xA0)},
             **{code: unicodedata.normalize("NFKC", chr(code)) for code in range(0xFB00, 0xFB07)}}
+_NUMBER_CELL = re.compile(r"\s*(\d{1,3})\s*[.)、．]?\s*")
 _NUMBERED = re.compile(r"^\s*(\d{1,3})\s*[.)、．]\s*(?=[^\d\s])")   # not "4.1 Scope"
 
 
@@ -83,6 +84,12 @@ def clean(text: str) -> str:
     text = "".join(" " if c in "\t\n\r\v\f\u00a0\u2028\u2029" else c for c in text
                    if c in "\t\n\r\v\f" or unicodedata.category(c) not in _INVISIBLE)
     return _BULLET.sub("", " ".join(text.split())).strip()
+
+
+def cell_number(cell: str) -> int | None:
+    """'3', '3.' or '3)': a table cell or list marker that is only a step number."""
+    match = _NUMBER_CELL.fullmatch(cell)
+    return int(match.group(1)) if match else None
 
 
 def leading_number(text: str) -> tuple[int | None, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stages.importer.document import Block, Document, Picture, clean, leading_number
+from stages.importer.document import Block, Document, Picture, clean
 from stages.importer.pictures import local_picture
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n", re.DOTALL)
@@ -23,8 +23,8 @@ def read(path: Path) -> Document:
     text, title = _front_matter(path.read_text(encoding="utf-8-sig"))
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
     reader = _Reader(path)
-    for index, token in enumerate(tokens):
-        reader.token(token, tokens[index + 1] if index + 1 < len(tokens) else None)
+    for token in tokens:
+        reader.token(token)
     return Document(title=title, blocks=reader.blocks, warnings=reader.warnings)
 
 
@@ -50,13 +50,12 @@ class _Reader:
         self.heading = 0
         self.item_line: int | None = None
         self.item_number: int | None = None
-        self.quote = 0
         self.row: list[str] | None = None
         self.table: Block | None = None
         self.cell = False
         self.row_pictures: list[Picture] = []
 
-    def token(self, token, following) -> None:
+    def token(self, token) -> None:
         kind = token.type
         line = token.map[0] + 1 if token.map else None
         if kind in ("bullet_list_open", "ordered_list_open"):
@@ -68,10 +67,6 @@ class _Reader:
             self.item_number = int(token.info) if token.info.isdigit() else None
         elif kind == "heading_open":
             self.heading = int(token.tag[1])
-        elif kind == "blockquote_open":
-            self.quote += 1
-        elif kind == "blockquote_close":
-            self.quote -= 1
         elif kind == "table_close":
             self.table = None
         elif kind == "table_open":
@@ -111,11 +106,7 @@ class _Reader:
             warning = bool(alert and alert.group(1).upper() in ("WARNING", "CAUTION", "DANGER"))
             if alert:
                 text = text[alert.end():]
-            number, rest = leading_number(text) if not self.quote else (None, text)
-            if number is not None:
-                self.blocks.append(Block("item", rest, where, numbered=True, number=number,
-                                         pictures=pictures))
-            elif text or pictures:
+            if text or pictures:
                 self.blocks.append(Block("paragraph", text, where, warning=warning,
                                          pictures=pictures))
 

@@ -17,9 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.errors import SopreelError
-from stages.importer.document import Block, Document, Picture, clean, leading_number
+from stages.importer.document import (
+    Block,
+    Document,
+    Picture,
+    cell_number,
+    clean,
+    leading_number,
+)
 
-_BULLET_START = re.compile(r"^\s*[•◦▪●○■➢➤►\-–*]\s+")
+_BULLET_START = re.compile(r"^\s*(?:[•◦▪●○■➢➤►]|[\-–*](?:\s|$))")
 HEADING_RATIO = 1.15        # a line this much larger than the body text is a heading
 PAGE_NUMBER = re.compile(r"(page\s*|p\.\s*|-\s*)?#(\s*(/|of)\s*#)?(\s*-)?")
 MARGIN = 0.075              # running headers and footers sit in the page's top and bottom 7.5%
@@ -45,6 +52,15 @@ class _Line:
         return clean(" ".join(run.text for run in self.runs))
 
     @property
+    def bulleted(self) -> bool:
+        """Starts with a bullet (which `text`, cleaned, no longer shows): a bullet character,
+        or a lone symbol drawn on its own (a symbol font's bullet, which extracts as anything
+        from U+007F to a private-use character)."""
+        first = min(self.runs, key=lambda run: run.x).text.strip()
+        lone_symbol = len(first) == 1 and not first.isalnum() and len(self.runs) > 1
+        return bool(self.text) and (bool(_BULLET_START.match(first)) or lone_symbol)
+
+    @property
     def size(self) -> float:
         return max(self.runs, key=lambda run: len(run.text.strip())).size
 
@@ -64,7 +80,7 @@ class _Line:
                 cells[-1] = (x, f"{joined} {text}", run.x + _width(text, run.size))
             else:
                 cells.append((run.x, text, run.x + _width(text, run.size)))
-        return [(x, clean(text)) for x, text, _ in cells]
+        return [(x, clean(text)) for x, text, _ in cells if clean(text)]   # not a lone bullet
 
 
 def _width(text: str, size: float) -> float:
@@ -212,19 +228,15 @@ def _blocks(lines: list[_Line], pictures: list[tuple[float, Picture]], page: int
         elif last is not None and last.kind == "table" and len(cells) > 1 and \
                 len(cells) == len(last.rows[-1]) and gap < 3 * line.size:
             last.rows.append([cell for _, cell in cells])     # the table's next row
-        elif len(cells) > 2 or (len(cells) == 2 and not _marker(cells[0][1])):
+        elif len(cells) > 2 or (len(cells) == 2 and cell_number(cells[0][1]) is None):
             blocks.append(Block("table", where=where, rows=[[c for _, c in cells]]))
         elif len(cells) == 2:   # "1" | "Switch off ...": a list item set with a hanging indent
-            number, _ = leading_number(cells[0][1] + ". x")
-            blocks.append(Block("item", cells[1][1], where, numbered=number is not None,
-                                number=number))
-        elif _starts_item(text) or _starts_warning(text):
-            number, rest = leading_number(text)
-            if number is None and not _BULLET_START.match(text):   # a warning: its own block
-                blocks.append(Block("paragraph", text, where))
-            else:
-                blocks.append(Block("item", clean(rest) if number else clean(text), where,
-                                    numbered=number is not None, number=number))
+            number = cell_number(cells[0][1])
+            blocks.append(Block("item", cells[1][1], where, numbered=True, number=number))
+        elif line.bulleted or leading_number(text)[0] is not None or _starts_warning(text):
+            # a list item or a warning starts a block of its own, however close it sits under
+            # the line above (the scene rules read a "3." typed into the text as step 3)
+            blocks.append(Block("item" if line.bulleted else "paragraph", text, where))
         elif last is not None and last.kind in ("paragraph", "item") and last.text and \
                 gap < 1.8 * line.size and previous is not None:
             last.text = f"{last.text} {text}"    # the next line of the same paragraph
@@ -237,22 +249,12 @@ def _blocks(lines: list[_Line], pictures: list[tuple[float, Picture]], page: int
     return blocks
 
 
-def _marker(cell: str) -> bool:
-    """A cell that is only a list number or bullet ("1", "2.", "•")."""
-    return bool(re.fullmatch(r"\d{1,3}[.)]?|[•◦▪●○■➢➤►\-–*]", cell.strip()))
-
-
 def _starts_warning(text: str) -> bool:
-    """A line starting with a warning word starts a block of its own, however close it sits
-    to the line above (PDFs often set a warning with no paragraph spacing)."""
+    """A line starting with a warning word (PDFs often set a warning with no spacing above)."""
     from stages.importer.scenes import import_rules
 
     lowered = text.lower()
     return any(lowered.startswith(word.lower()) for word in import_rules().warning_words)
-
-
-def _starts_item(text: str) -> bool:
-    return leading_number(text)[0] is not None or bool(_BULLET_START.match(text))
 
 
 def _title(reader) -> str | None:

@@ -182,7 +182,7 @@ class Rewriter:
                glossary: Glossary) -> list[str]:
         source = scene.original or scene.narration
         context = {"language": name, "document": title, "kind": scene.kind,
-                   "section": scene.extra.get("section") or "", "caption": scene.caption or ""}
+                   "section": scene.section or "", "caption": scene.caption or ""}
         parsed = self._ask(source, context, again="")
         missing = missing_facts(source, _spoken(parsed), language, glossary)
         if missing:    # asked afresh, naming what it left out (never a follow-up turn: a

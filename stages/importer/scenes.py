@@ -20,24 +20,25 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from stages import languages
 from stages.errors import DataFileError
-from stages.importer.document import Block, Document, Picture, leading_number
+from stages.importer.document import Block, Document, Picture, cell_number, leading_number
 from stages.languages import Language
 from stages.paths import TEMPLATES
-from stages.text import split_sentences, width
+from stages.text import speech_parts, split_sentences, width
 from stages.yamlfile import load_yaml, validate
 
 MAX_NARRATION = 1900      # the script allows 2000 characters
 MAX_CAPTION = 120
 SHORT_BULLET = {"latin": 40, "han": 14, "thai": 24}
 LOGO_REPEATS = 3
+Where = TypeVar("Where")
 JUNK_TITLE = re.compile(r"^microsoft (word|powerpoint) - |\.(docx?|pptx?|pdf)$|^untitled|"
                         r"^presentation\d*$|^document\d*$", re.IGNORECASE)
 
@@ -72,7 +73,7 @@ class SceneDraft:
     original: str = ""             # the document's own words, for the reviewer and the LLM
     id: str = ""
     visual: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    section: str | None = None     # the heading it is under (context for prompts)
 
 
 class SceneBuilder:
@@ -122,6 +123,10 @@ class SceneBuilder:
     # --- blocks -------------------------------------------------------------------------
 
     def add(self, block: Block) -> None:
+        if block.kind in ("paragraph", "item") and not block.warning:
+            number, rest = leading_number(block.text)
+            if number is not None:    # numbering typed into the text: "3. Lock the isolator"
+                block = replace(block, kind="item", text=rest, numbered=True, number=number)
         if block.kind == "slide":
             self.slide(block)
         elif block.kind == "heading":
@@ -208,7 +213,7 @@ class SceneBuilder:
         for index, row in enumerate(block.rows):
             if (header is not None and index == 0) or not any(row):
                 continue
-            number, _ = leading_number(row[0] + ". x")
+            number = cell_number(row[0])
             self.step = number if number is not None else self.step + 1
             text = _row_text(row, header, 1 if number is not None or header else 0,
                              self.language)
@@ -259,29 +264,17 @@ class SceneBuilder:
 
     def flush(self) -> None:
         """Running text so far, cut between sentences into scenes of a readable length."""
+        pieces = [(piece, where) for text, where in self.running
+                  for piece in _sentence_pieces(text, self.language)]
         limit = self.rules.scene_chars[self.language.writing]
-        chunk: list[str] = []
-        where: dict[str, int] | None = None
-        for text, found_at in self.running:
-            for sentence in split_sentences(text, self.language):
-                for piece in _hard_split(sentence, MAX_NARRATION):
-                    if chunk and len(_join_all([*chunk, piece], self.language)) > limit:
-                        self._running_scene(chunk, where or found_at)
-                        chunk, where = [], None
-                    chunk.append(piece)
-                    where = where or found_at
-        if chunk:
-            self._running_scene(chunk, where or {})
+        for text, where in _packed(pieces, limit, self.language):
+            self.emit(SceneDraft("text", text, where, caption=self.heading, original=text))
         if self.running:    # running text ends the steps above it
             self.step_scene = self.bullets = None
         self.running = []
 
-    def _running_scene(self, sentences: list[str], where: dict[str, int]) -> None:
-        text = _join_all(sentences, self.language)
-        self.emit(SceneDraft("text", text, where, caption=self.heading, original=text))
-
     def emit(self, scene: SceneDraft) -> SceneDraft:
-        scene.extra.setdefault("section", self.heading)
+        scene.section = scene.section or self.heading
         scene.caption = shorten(scene.caption, MAX_CAPTION) if scene.caption else None
         self.scenes.append(scene)
         self.section_has_scene = True
@@ -318,16 +311,31 @@ def _fit(scene: SceneDraft, language: Language) -> list[SceneDraft]:
     it, long speaker notes) as several, cut between sentences; the first keeps the picture."""
     if len(scene.narration) <= MAX_NARRATION:
         return [scene]
-    parts: list[list[str]] = [[]]
-    for sentence in split_sentences(scene.narration, language):
-        for piece in _hard_split(sentence, MAX_NARRATION):
-            if parts[-1] and len(_join_all([*parts[-1], piece], language)) > MAX_NARRATION:
-                parts.append([])
-            parts[-1].append(piece)
-    return [SceneDraft(scene.kind, _join_all(part, language), scene.where,
-                       caption=scene.caption, picture=scene.picture if i == 0 else None,
-                       original=_join_all(part, language), extra=dict(scene.extra))
-            for i, part in enumerate(parts)]
+    parts = _packed([(piece, None) for piece in _sentence_pieces(scene.narration, language)],
+                    MAX_NARRATION, language)
+    return [replace(scene, narration=text, original=text,
+                    picture=scene.picture if index == 0 else None)
+            for index, (text, _) in enumerate(parts)]
+
+
+def _sentence_pieces(text: str, language: Language) -> list[str]:
+    """`text`'s sentences; one longer than a scene may hold (a run-on PDF paragraph) in the
+    parts a speaker would pause between (stages.text.speech_parts)."""
+    return [part for sentence in split_sentences(text, language)
+            for part in speech_parts(sentence, language, lambda t: len(t) <= MAX_NARRATION)]
+
+
+def _packed(pieces: list[tuple[str, Where]], limit: int, language: Language
+            ) -> list[tuple[str, Where]]:
+    """Consecutive pieces joined as sentences into texts of at most `limit` characters, each
+    with the `where` of its first piece."""
+    chunks: list[tuple[list[str], Where]] = []
+    for piece, where in pieces:
+        if chunks and len(_join_all([*chunks[-1][0], piece], language)) <= limit:
+            chunks[-1][0].append(piece)
+        else:
+            chunks.append(([piece], where))
+    return [(_join_all(texts, language), where) for texts, where in chunks]
 
 
 def drop_logos(scenes: list[SceneDraft]) -> list[str]:
@@ -342,7 +350,7 @@ def drop_logos(scenes: list[SceneDraft]) -> list[str]:
 
 def _counts(cells: list[str]) -> bool:
     """Cells that count 1, 2, 3 ... (a steps column)."""
-    numbers = [leading_number(cell + ". x")[0] for cell in cells]
+    numbers = [cell_number(cell) for cell in cells]
     return bool(numbers) and all(n is not None for n in numbers) and \
         numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
@@ -374,22 +382,6 @@ def _join(first: str, then: str, language: Language) -> str:
 def _join_all(sentences: list[str], language: Language) -> str:
     pieces = [_sentence(s, language) for s in sentences[:-1]] + sentences[-1:]
     return ("" if language.writing == "han" else " ").join(pieces)
-
-
-def _hard_split(sentence: str, limit: int) -> list[str]:
-    """A sentence longer than a scene may be (a run-on PDF paragraph) in pieces at spaces."""
-    if len(sentence) <= limit:
-        return [sentence]
-    pieces, current = [], ""
-    for word in re.split(r"(?<=\s)", sentence):
-        if len(current) + len(word) > limit and current:
-            pieces.append(current.strip())
-            current = ""
-        while len(word) > limit:
-            pieces.append(word[:limit])
-            word = word[limit:]
-        current += word
-    return [*pieces, current.strip()] if current.strip() else pieces
 
 
 def shorten(text: str, limit: int) -> str:

@@ -11,7 +11,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from stages.importer.document import Block, Document, Picture, clean, leading_number
+from stages.importer.document import Block, Document, Picture, clean
 from stages.importer.pictures import local_picture
 
 SKIPPED = {"script", "style", "nav", "header", "footer", "noscript", "template", "svg", "head"}
@@ -123,11 +123,6 @@ class _Parser(HTMLParser):
             self.blocks.append(Block("item", text, where, level=len(self.lists) - 1,
                                      numbered=self.lists[-1], pictures=pictures))
         else:
-            number, rest = leading_number(text)
-            if number is not None:
-                self.blocks.append(Block("item", rest, where, numbered=True, number=number,
-                                         pictures=pictures))
-            else:
-                warning = any(flag for _, flag in self.stack)
-                self.blocks.append(Block("paragraph", text, where, warning=warning,
-                                         pictures=pictures))
+            warning = any(flag for _, flag in self.stack)
+            self.blocks.append(Block("paragraph", text, where, warning=warning,
+                                     pictures=pictures))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stages.importer.document import Block, Document, Picture, clean, leading_number
+from stages.importer.document import Block, Document, Picture, clean
 
 _HEADING = re.compile(r"heading\s*(\d)", re.IGNORECASE)
 
@@ -60,12 +60,9 @@ def _paragraph(paragraph, index: int, numbering: dict[tuple[str, str], str],
     if level is not None and text:
         return Block("heading", text, where, level=level, pictures=pictures)
     list_level, numbered = _list_item(paragraph, style, numbering)
-    number, rest = leading_number(text)
     if list_level is not None:
-        return Block("item", rest if number else text, where, level=list_level,
-                     numbered=numbered or number is not None, number=number, pictures=pictures)
-    if number is not None:   # "3. Lock the isolator" typed by hand
-        return Block("item", rest, where, numbered=True, number=number, pictures=pictures)
+        return Block("item", text, where, level=list_level, numbered=numbered,
+                     pictures=pictures)
     warning = any(word in style.lower() for word in ("warning", "caution", "danger"))
     return Block("paragraph", text, where, warning=warning, pictures=pictures)
 
