@@ -14,6 +14,7 @@ where tasks run (threads or Dask) from `flows.runners`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from stages.errors import (
     out_of_memory,
 )
 from stages.manifest import write_manifest
+from stages.multitrack import MultitrackResult
 from stages.plan import (
     BuildPlan,
     ScenePlan,
@@ -46,6 +48,7 @@ from stages.plan import (
     loads_model,
     make_clip,
     make_image,
+    make_multitrack,
     make_music,
     make_narration,
     make_video,
@@ -130,6 +133,18 @@ def compose_task(plan: BuildPlan, language: str, stills: list[Asset], clips: lis
         get_run_logger().info("%s: %d segments made, %d reused; sound %s", key,
                               result.segments["made"], result.segments["reused"],
                               result.segments["sound"])
+    return result
+
+
+@task(name="multitrack", cache_policy=NO_CACHE, task_run_name="multitrack-{plan.loaded.script.id}")
+def multitrack_task(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
+                    narrations: dict[str, list[Asset]], bed: Asset | None,
+                    notices: dict[str, Asset | None]) -> MultitrackResult:
+    key = f"multitrack {plan.loaded.script.id}"
+    progress.PROGRESS.begin(key, "all languages", 1.0)
+    result = make_multitrack(plan, stills, clips, narrations, bed, notices,
+                             on_progress=lambda done: progress.PROGRESS.fraction(key, done))
+    progress.PROGRESS.fraction(key, 1.0)
     return result
 
 
@@ -259,21 +274,25 @@ def _grouped(keys: list[Any], results: list[Any]) -> dict[Any, list[Any]]:
 
 
 def _plan(script: str, profile: str, languages: list[str] | None, out: str,
-          voices_dir: str | None, use: str, allow_unreviewed: bool) -> BuildPlan:
+          voices_dir: str | None, use: str, allow_unreviewed: bool,
+          multitrack: bool = False) -> BuildPlan:
     out_root = Path(out).absolute()
     loaded = load_for_build(script, languages, out_root, voices_dir, allow_unreviewed)
-    return plan_build(loaded, load_profile(profile), out_root, use=use, voices_folder=voices_dir)
+    chosen = load_profile(profile)
+    if multitrack:   # `--multitrack` on the command line: as if the profile said so
+        chosen = dataclasses.replace(chosen, multitrack=True)
+    return plan_build(loaded, chosen, out_root, use=use, voices_folder=voices_dir)
 
 
 def _plans(scripts: list[str], languages: list[str] | None, profile: str, out: str,
-           voices_dir: str | None, use: str,
-           allow_unreviewed: bool) -> tuple[list[BuildPlan], list[str]]:
+           voices_dir: str | None, use: str, allow_unreviewed: bool,
+           multitrack: bool = False) -> tuple[list[BuildPlan], list[str]]:
     """A plan for every script that can be built, and what is wrong with the others."""
     plans, problems = [], []
     for script in scripts:
         try:
             plans.append(_plan(script, profile, languages, out, voices_dir, use,
-                               allow_unreviewed))
+                               allow_unreviewed, multitrack))
         except SopreelError as exc:
             problems.append(str(exc))
     ids = [plan.loaded.script.id for plan in plans]
@@ -340,6 +359,12 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
         (i, (plans[i], lang, stills_of[i], clips_of[i], narrations[(i, lang)], beds[i],
              notice_of.get((i, lang)))) for i, lang in cuts]),
         strict=True))
+    together = [i for i, plan in enumerate(plans) if plan.profile.multitrack]
+    multitracks = dict(zip(together, _stage(run, "multitrack", multitrack_task, [
+        (i, (plans[i], stills_of[i], clips_of[i],
+             {lang: narrations[(i, lang)] for lang in plans[i].languages}, beds[i],
+             {lang: notice_of.get((i, lang)) for lang in plans[i].languages}))
+        for i in together]), strict=True))
 
     logger = get_run_logger()
     results = {}
@@ -348,9 +373,10 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
             continue
         made = {lang: videos[(i, lang)] for lang in plan.languages}
         spoken = {lang: narrations[(i, lang)] for lang in plan.languages}
-        record_cloned_videos(plan, spoken, made)
+        record_cloned_videos(plan, spoken, made, multitracks.get(i))
         manifest = build_manifest(plan, stills_of[i], clips_of[i], spoken, beds[i], made,
-                                  {lang: notice_of.get((i, lang)) for lang in plan.languages})
+                                  {lang: notice_of.get((i, lang)) for lang in plan.languages},
+                                  multitracks.get(i))
         write_manifest(manifest, plan.out_dir / "manifest.json")
         publish_build(manifest, plan.out_dir, run.ops.outputs_link_base)
         script_id = plan.loaded.script.id
@@ -360,13 +386,16 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
             logger.warning("%s: %s", script_id, warning)
         results[script_id] = {"manifest": str(plan.out_dir / "manifest.json"),
                               "outputs": {lang: str(result.video) for lang, result in made.items()}}
+        if i in multitracks:
+            results[script_id]["multitrack"] = str(multitracks[i].video)
     return results
 
 
 @flow(name="build-video", task_runner=runners.task_runner(), log_prints=True)
 def build_video(script: str, profile: str = "draft", languages: list[str] | None = None,
                 out: str = "outputs", voices_dir: str | None = None,
-                use: str = DEFAULT_USE, allow_unreviewed: bool = False) -> dict[str, Any]:
+                use: str = DEFAULT_USE, allow_unreviewed: bool = False,
+                multitrack: bool = False) -> dict[str, Any]:
     """Build a training video per language from a sopreel script.
 
     Args:
@@ -377,8 +406,10 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
         voices_dir: Folder of enrolled voices; empty: $SOPREEL_VOICES_DIR, else voices/.
         use: What the video is for; a cloned voice's consent must cover it.
         allow_unreviewed: Build machine translations nobody has approved yet (a preview).
+        multitrack: Also one MP4 with every language (OUT/<script id>/multitrack.mp4).
     """
-    plan = _plan(script, profile, languages or None, out, voices_dir, use, allow_unreviewed)
+    plan = _plan(script, profile, languages or None, out, voices_dir, use, allow_unreviewed,
+                 multitrack)
     get_run_logger().info("Building %s: %d scenes in %s with the %s profile",
                           plan.loaded.script.id, len(plan.scenes), ", ".join(plan.languages),
                           plan.profile.name)
@@ -391,7 +422,7 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
 @flow(name="dub-batch", task_runner=runners.task_runner(), log_prints=True)
 def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
               out: str = "outputs", voices_dir: str | None = None, use: str = DEFAULT_USE,
-              allow_unreviewed: bool = False) -> dict[str, Any]:
+              allow_unreviewed: bool = False, multitrack: bool = False) -> dict[str, Any]:
     """Add languages to many scripts at once: only narration and compositing are new.
 
     Images and clips come from the cache (made once if a script was never built). Every
@@ -406,9 +437,10 @@ def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
         voices_dir: Folder of enrolled voices; empty: $SOPREEL_VOICES_DIR, else voices/.
         use: What the videos are for; a cloned voice's consent must cover it.
         allow_unreviewed: Build machine translations nobody has approved yet (a preview).
+        multitrack: Also one MP4 per script with every language built (multitrack.mp4).
     """
     plans, problems = _plans(scripts, languages, profile, out, voices_dir, use,
-                             allow_unreviewed)
+                             allow_unreviewed, multitrack)
     if problems:
         raise SopreelError("\n".join(["Nothing was dubbed:", *problems]))
     get_run_logger().info("Dubbing %d scripts into %s", len(plans), ", ".join(languages))

@@ -142,10 +142,13 @@ def validate(script: Path, profile: str | None, langs: str | None,
               help="Build only these languages (comma-separated), e.g. en,th.")
 @click.option("--out", default="outputs", show_default=True, type=click.Path(file_okay=False),
               help="Output folder; the video lands in OUT/<script id>/<lang>/video.mp4.")
+@click.option("--multitrack", is_flag=True,
+              help="Also one MP4 with every language: a shared picture, an audio and a "
+                   "subtitle track per language (OUT/<script id>/multitrack.mp4).")
 @_run_options
 @_clean_errors
-def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: str | None,
-          use: str, allow_unreviewed: bool, verbose: bool) -> None:
+def build(script: Path, profile: str, langs: str | None, out: str, multitrack: bool,
+          voices_dir: str | None, use: str, allow_unreviewed: bool, verbose: bool) -> None:
     """Build the training video for SCRIPT, one per language."""
     languages = _split_langs(langs)
     _check(script, profile, languages, voices_dir, use, allow_unreviewed)   # fail fast
@@ -154,9 +157,11 @@ def build(script: Path, profile: str, langs: str | None, out: str, voices_dir: s
     result = _run_with_progress(lambda: _build_flow()(
         script=str(script.absolute()), profile=profile, languages=languages,
         out=folder, voices_dir=voices, use=use,
-        allow_unreviewed=allow_unreviewed), verbose)
+        allow_unreviewed=allow_unreviewed, multitrack=multitrack), verbose)
     for lang, video in result["outputs"].items():
         click.echo(f"{lang}: {video}")
+    if "multitrack" in result:
+        click.echo(f"every language: {result['multitrack']}")
     click.echo(f"manifest: {result['manifest']}")
 
 

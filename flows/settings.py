@@ -53,6 +53,7 @@ class StagePolicies(_Strict):
     animate: StagePolicy = Field(default_factory=StagePolicy)
     music: StagePolicy = Field(default_factory=StagePolicy)
     compose: StagePolicy = Field(default_factory=StagePolicy)
+    multitrack: StagePolicy = Field(default_factory=StagePolicy)
 
 
 class GpuLimit(_Strict):

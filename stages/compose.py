@@ -40,10 +40,27 @@ import numpy as np
 from stages.assets import TEMP_PREFIX, Asset, AssetStore, atomic_path, write_text_atomic
 from stages.errors import MediaError
 from stages.languages import Language
-from stages.media import SAMPLE_RATE, loudness, media_input, read_wav, run_ffmpeg, write_wav
+from stages.media import (
+    SAMPLE_RATE,
+    fit_mode,
+    loudness,
+    media_input,
+    read_wav,
+    run_ffmpeg,
+    write_wav,
+)
 from stages.profile import ComposeOptions
 from stages.style import Style, rgb
-from stages.subtitles import AssEvent, Overlay, ass_events, ass_header, ass_script, to_srt, to_vtt
+from stages.subtitles import (
+    AssEvent,
+    Overlay,
+    ass_events,
+    ass_header,
+    ass_script,
+    framed_language,
+    to_srt,
+    to_vtt,
+)
 from stages.text import wrap_lines
 from stages.timeline import (
     SentenceTiming,
@@ -96,12 +113,17 @@ class ComposeJob:
     notice: Notice | None = None
     label: str | None = None      # a corner label shown for the whole video
 
+    @property
+    def text_language(self) -> Language:
+        """The language with subtitle lines as long as this frame holds (`framed_language`)."""
+        return framed_language(self.language, self.options.width, self.options.height)
+
     def timeline(self) -> Timeline:
         """Where every slot and cue sits: each slot a whole number of frames."""
         options = self.options
         return build_timeline([(s.narration_seconds, s.sentences) for s in self.slots()],
-                              self.language, lead_s=options.lead_s, pause_s=options.pause_s,
-                              fps=options.fps)
+                              self.text_language, lead_s=options.lead_s,
+                              pause_s=options.pause_s, fps=options.fps)
 
     def slots(self) -> list[SceneInput]:
         """What the timeline lays out: the notice card (no footage, no cues), then the scenes."""
@@ -146,7 +168,7 @@ def compose(job: ComposeJob, out_dir: Path, store: AssetStore,
     # A private folder beside the outputs: swept like every temporary file if a kill leaves it.
     work = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}compose-", dir=out_dir)).absolute()
     try:
-        share = _Progress(on_progress, timeline)
+        share = Progress(on_progress, timeline)
         with ThreadPoolExecutor(max_workers=1) as audio:   # the sound beside the segments
             mastering = audio.submit(master_sound, job, timeline, store)
             segments = encode_segments(job, timeline, store, work, share)
@@ -170,7 +192,7 @@ def compose(job: ComposeJob, out_dir: Path, store: AssetStore,
                                    "sound": "reused" if sound.cached else "made"})
 
 
-class _Progress:
+class Progress:
     """Fraction done, by frames encoded: the segments are nearly all of compose's work."""
 
     def __init__(self, report: Callable[[float], None] | None, timeline: Timeline):
@@ -297,15 +319,16 @@ def master_sound(job: ComposeJob, timeline: Timeline, store: AssetStore) -> Soun
 
 def _events(job: ComposeJob, timeline: Timeline) -> list[AssEvent]:
     """Every subtitle and overlay of the video, on the video's clock."""
-    options, language = job.options, job.language
+    options, language = job.options, job.text_language
     captions = [Overlay(slot.start + min(options.transition_s, 0.5), slot.end - 0.1,
                         tuple(wrap_lines(scene.caption, language)))
                 for scene, slot in zip(job.slots(), timeline.slots, strict=True) if scene.caption]
     first = timeline.slots[1 if job.notice else 0]
     titles = [Overlay(first.start + 0.2, min(first.start + TITLE_SECONDS, first.end - 0.2),
                       tuple(wrap_lines(job.title, language)))] if job.title else []
-    notices = [Overlay(0.0, timeline.slots[0].end, tuple(wrap_lines(job.notice.text, language)))
-               ] if job.notice else []
+    notices = [Overlay(0.0, timeline.slots[0].end,   # a line break starts a new line
+                       tuple(line for part in job.notice.text.split("\n")
+                             for line in wrap_lines(part, language)))] if job.notice else []
     labels = [Overlay(0.0, timeline.duration, (job.label,))] if job.label else []
     return ass_events(timeline.cues, captions, titles, font=language.font, notices=notices,
                       labels=labels)
@@ -329,10 +352,15 @@ def footage_seconds(options: ComposeOptions, narration_s: float, last: bool) -> 
                          fps=options.fps) + transition_overlap(options, last))
 
 
+def needs_fitting(scene: SceneInput, options: ComposeOptions) -> bool:
+    """The scene's clip is not the frame's size: `options.fit` says how it fills the frame."""
+    return scene.clip is not None and scene.clip_size != (options.width, options.height)
+
+
 def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
                  background: str) -> ffmpeg.nodes.FilterableStream:
-    """A clip played at most `max_slowdown` times slower, then held, cut to `seconds`; with
-    no clip, a card of the background colour."""
+    """A clip played at most `max_slowdown` times slower, then held, cut to `seconds`, filling
+    the frame (`_filled`); with no clip, a card of the background colour."""
     w, h = options.width, options.height
     if scene.clip is None:
         red, green, blue = rgb(background)
@@ -343,15 +371,33 @@ def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
     clip = (ffmpeg.input(media_input(scene.clip)).video
             .filter("setpts", f"(PTS-STARTPTS)*{slowdown:.5f}")
             .filter("fps", options.fps))
-    if scene.clip_size != (w, h):   # letterbox a clip of another size; never stretch it
-        clip = (clip.filter("scale", w, h, force_original_aspect_ratio="decrease")
-                .filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color=background)
-                .filter("setsar", 1))
+    if needs_fitting(scene, options):
+        clip = _filled(clip, fit_mode(options.filling, scene.clip_size or (w, h), (w, h)),
+                       w, h, background)
     return (clip.filter("tpad", stop_mode="clone", stop_duration=seconds + 1)
             .filter("trim", duration=seconds)
             .filter("setpts", "PTS-STARTPTS")
             .filter("settb", "AVTB")
             .filter("format", "yuv420p"))
+
+
+def _filled(clip: ffmpeg.nodes.FilterableStream, how: str, w: int, h: int,
+            background: str) -> ffmpeg.nodes.FilterableStream:
+    """A clip of another size filling the frame as `stages.media.fit_mode` says; never
+    stretched."""
+    if how == "crop":   # cover the frame, the centre kept
+        return (clip.filter("scale", w, h, force_original_aspect_ratio="increase")
+                .filter("crop", w, h).filter("setsar", 1))
+    whole = clip.filter("scale", w, h, force_original_aspect_ratio="decrease")
+    if how == "pad":
+        return whole.filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color=background) \
+            .filter("setsar", 1)
+    copies = clip.split()   # blur: the clip itself, enlarged, blurred and dimmed, behind it
+    behind = (copies[0].filter("scale", w, h, force_original_aspect_ratio="increase")
+              .filter("crop", w, h).filter("boxblur", f"{max(2, max(w, h) // 60)}:2")
+              .filter("eq", brightness=-0.12))
+    whole = copies[1].filter("scale", w, h, force_original_aspect_ratio="decrease")
+    return ffmpeg.overlay(behind, whole, x="(W-w)/2", y="(H-h)/2").filter("setsar", 1)
 
 
 @dataclass(frozen=True)
@@ -371,13 +417,16 @@ class SegmentInput:
     ass: str                             # this segment's subtitles and overlays, own clock
     background: str
     options: dict[str, Any]              # size, frame rate, encoder settings
+    fit: str = "auto"                    # how footage of another size fills the frame
 
     def describe(self) -> dict[str, Any]:
         """The recipe: files by content, and a scene's narration, which the picture does not
         show, left out (its timing is in `seconds` and `ass`)."""
         def footage(scene: SceneInput) -> dict[str, Any]:
+            fitted = scene.clip is not None and scene.clip_size != (self.options["width"],
+                                                                     self.options["height"])
             return {"clip": scene.clip, "clip_seconds": scene.clip_seconds,
-                    "clip_size": scene.clip_size}
+                    "clip_size": scene.clip_size, **({"fit": self.fit} if fitted else {})}
 
         return {"footage": footage(self.scene), "seconds": self.seconds, "run_on": self.run_on,
                 "previous": (footage(self.previous[0]), *self.previous[1:])
@@ -404,13 +453,13 @@ def segment_inputs(job: ComposeJob, timeline: Timeline) -> list[SegmentInput]:
             index=index, scene=scene, seconds=slot.length, run_on=run_on,
             previous=previous if kind == "crossfade" else None, transition=kind,
             fade_s=options.transition_s, last=index == last, ass=ass_script(header, seen),
-            background=job.style.colors.background, options=encoder))
+            background=job.style.colors.background, options=encoder, fit=options.filling))
         previous = (scene, slot.length, run_on)
     return inputs
 
 
 def encode_segments(job: ComposeJob, timeline: Timeline, store: AssetStore, work: Path,
-                    progress: _Progress) -> list[Asset]:
+                    progress: Progress) -> list[Asset]:
     """Every slot's segment: from the store, or encoded now, several at once."""
     inputs = segment_inputs(job, timeline)
 
@@ -459,12 +508,12 @@ def _encode_segment(segment: SegmentInput, options: ComposeOptions, work: Path,
     return {"frames": frames, "seconds": seconds}
 
 
-def join_segments(job: ComposeJob, timeline: Timeline, segments: list[Asset], sound: Path,
-                  work: Path, out: Path) -> None:
-    """The segments and the sound end to end without re-encoding, the tags, faststart."""
+def link_segments(segments: list[Asset], work: Path) -> Path:
+    """The concat demuxer's list of the segments, linked into `work` under safe names (the
+    list then needs no escaping)."""
     listing = work / "segments.txt"
     names = []
-    for index, segment in enumerate(segments):   # safe names: the list needs no escaping
+    for index, segment in enumerate(segments):
         name = work / f"segment-{index:04d}.ts"
         try:
             os.link(segment.path, name)
@@ -472,6 +521,13 @@ def join_segments(job: ComposeJob, timeline: Timeline, segments: list[Asset], so
             shutil.copyfile(segment.path, name)
         names.append(f"file '{name.name}'")
     listing.write_text("\n".join(names) + "\n", encoding="utf-8")
+    return listing
+
+
+def join_segments(job: ComposeJob, timeline: Timeline, segments: list[Asset], sound: Path,
+                  work: Path, out: Path) -> None:
+    """The segments and the sound end to end without re-encoding, the tags, faststart."""
+    listing = link_segments(segments, work)
     tags = [item for key, value in job.metadata.items()
             for item in ("-metadata", f"{key}={value}")]
     # use_metadata_tags keeps keys beyond the iTunes set (ai_generated, AIGC...).

@@ -76,6 +76,7 @@ class Manifest(BaseModel):
     disclosure: str
     digital_source_type: str | None = None    # IPTC, of the videos
     notices: dict[str, AssetEntry] = Field(default_factory=dict)   # the spoken AI notice
+    multitrack: dict[str, Any] | None = None   # the one file with every language, when made
     use: dict[str, Any] = Field(default_factory=dict)   # purpose, and whether commercial
     warnings: list[str] = Field(default_factory=list)
 

@@ -265,3 +265,19 @@ def write_video(frames: np.ndarray, fps: float, out: Path, crf: int = 16) -> Non
          "-frames:v", str(count), "-c:v", "libx264", "-preset", "fast", "-crf", str(crf),
          "-pix_fmt", "yuv420p", "-an", "-f", "mp4", str(out)],
         what="encoding a generated clip", stdin=np.ascontiguousarray(frames).tobytes())
+
+
+FIT_MODES = ("auto", "crop", "blur", "pad")
+CROP_KEEPS = 0.75   # `auto` crops when at least this much of the picture stays in the frame
+
+
+def fit_mode(requested: str, source: tuple[int, int], frame: tuple[int, int]) -> str:
+    """How a picture of `source` size fills a frame of another aspect: `crop` (cover, the
+    centre kept), `blur` (all of it, over a blurred enlargement of itself) or `pad` (all of
+    it, bars of the style colour). `auto` crops a near aspect (4:3 into 16:9 keeps 75%) and
+    blurs a far one (a portrait photo in a landscape frame), so nothing important is cut."""
+    if requested != "auto":
+        return requested
+    aspect, framed = source[0] / source[1], frame[0] / frame[1]
+    kept = min(aspect, framed) / max(aspect, framed)
+    return "crop" if kept >= CROP_KEEPS - 1e-6 else "blur"

@@ -51,6 +51,7 @@ from stages.errors import ConsentError, NotCached, SopreelError, Work, first_lin
 from stages.languages import Language
 from stages.licenses import WeightsUse, parse_use, refuse_noncommercial
 from stages.manifest import built_languages, unreadable_manifest
+from stages.multitrack import MULTITRACK_NAME, MultitrackResult, compose_multitrack, picture_job
 from stages.music.bed import windows_needed
 from stages.paths import voices_dir
 from stages.profile import REGISTRIES, Profile
@@ -62,6 +63,7 @@ from stages.text import split_sentences
 from stages.timeline import SentenceTiming
 
 COMPOSE_VERSION = 6   # bump when compose changes what it makes from the same inputs
+MULTITRACK_VERSION = 1   # and this when the multi-language file does
 BED_STEP_S = 10       # music beds are made in whole steps of this many seconds
 
 
@@ -307,16 +309,18 @@ def _generate(plan: BuildPlan, stage: str, backend: Backend, request: Any, suffi
 
 def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends,
                on_progress: Callable[[float], None] | None = None) -> Asset:
-    """The scene's still: the supplied photo letterboxed, or the backend's generated image.
+    """The scene's still: the supplied photo fitted to the frame, or the backend's image.
 
     `on_progress` hears how far a slow backend is through the image (0..1)."""
     backend: images.ImageBackend = _backend(plan, "images", loaded)
     size = backend.options.width, backend.options.height
     if scene.photo is not None:
         photo, colour = scene.photo, plan.style.colors.background
-        recipe = {"photo": photo, "size": size, "background": colour, "version": 1}
+        fit = plan.profile.compose.filling
+        recipe = {"photo": photo, "size": size, "background": colour, "fit": fit, "version": 1}
         return _produce(plan, "images", recipe, ".png",
-                        lambda out: images.letterbox(photo, out, *size, colour), None, seed=None)
+                        lambda out: images.fit_photo(photo, out, *size, colour, fit), None,
+                        seed=None)
     request = images.ImageRequest(scene_id=scene.id, step=scene.index + 1,
                                   steps=len(plan.scenes), visual=scene.visual, style=plan.style,
                                   seed=scene.seed)
@@ -603,38 +607,94 @@ def make_video(plan: BuildPlan, language: str, stills: list[Asset], clips: list[
     """
     job = compose_job(plan, language, stills, clips, narrations, bed, notice)
     made_of = _made_of(stills, clips, narrations, bed, notice)
-    source_type = _source_type(made_of)
     title = job.title or plan.loaded.script.title
-    signing = plan.signing
     out_dir = plan.out_dir / language
-    key = recipe_key("compose", {"job": job, "version": COMPOSE_VERSION,
-                                 "signing": signing.identity() if signing else None,
-                                 "ingredients": [a.path for a in made_of] if signing else None})
-    stamp = out_dir / ".compose.json"
-    previous = _read_stamp(stamp)
-    if previous and previous["key"] == key and _intact(out_dir, previous):
-        return ComposeResult(**{**previous["result"], **_paths(out_dir)}, cached=True)
-    if plan.peek:
-        raise NotCached(f"the {language} video")
-    marks: dict[str, Any] = {"digital_source_type": source_type, "tags": job.metadata,
-                             "notice": {"text": job.notice.text, "spoken": notice is not None,
-                                        "label": job.label} if job.notice else None}
-
-    def seal(video: Path) -> None:   # the very last step: any later remux would strip it
-        if signing:
-            marks["provenance"] = sign_mp4(
-                video, signing, title=f"{title} ({language})",
-                source_type=source_type, ingredients=_ingredients(made_of),
-                generator=_version())
-
+    paths = _paths(out_dir)
+    done, key, marks = _finished(plan, "compose", {"job": job}, made_of, out_dir / ".compose.json",
+                                 paths, f"the {language} video", job)
+    if done:
+        return ComposeResult(**{**done["result"], **paths}, cached=True)
     with reported(plan.work("compose", language=language)):
-        result = compose(job, out_dir, plan.store, on_progress=on_progress, seal=seal)
+        result = compose(job, out_dir, plan.store, on_progress=on_progress,
+                         seal=_sealer(plan, marks, f"{title} ({language})", made_of))
     result = dataclasses.replace(result, marks=marks)
-    files = {name: file_sha256(path) for name, path in _paths(out_dir).items()}
-    facts = {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness,
-             "reading": result.reading, "marks": marks}
-    write_text_atomic(stamp, json.dumps({"key": key, "files": files, "result": facts}, indent=1))
+    _stamp(out_dir / ".compose.json", key, paths,
+           {"duration_s": result.duration_s, "cues": result.cues, "loudness": result.loudness,
+            "reading": result.reading, "marks": marks})
     return result
+
+
+def make_multitrack(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
+                    narrations: dict[str, list[Asset]], bed: Asset | None,
+                    notices: dict[str, Asset | None],
+                    on_progress: Callable[[float], None] | None = None) -> MultitrackResult:
+    """One MP4 with every language of the build (`stages.multitrack`): the script's language
+    first and the default; stamped and signed like a one-language video."""
+    languages = plan.languages
+    script = plan.loaded.script
+    default = script.language if script.language in languages else languages[0]
+    jobs = {lang: compose_job(plan, lang, stills, clips, narrations[lang], bed,
+                              notices.get(lang)) for lang in languages}
+    made_of = [*stills, *clips, *(a for lang in languages for a in narrations[lang]),
+               *([bed] if bed else []), *(a for a in notices.values() if a)]
+    out = plan.out_dir / MULTITRACK_NAME
+    picture = picture_job(jobs, [default, *[lang for lang in languages if lang != default]])
+    notice = " / ".join(dict.fromkeys(job.notice.text for job in jobs.values() if job.notice))
+    metadata = mp4_tags(title=script.title, notice=notice, source_type=_source_type(made_of),
+                        producer=plan.profile.disclosure.producer,
+                        produce_id=_produce_id(script.id, "+".join(languages), made_of))
+    done, key, marks = _finished(plan, "multitrack", {"jobs": jobs, "default": default,
+                                                      "multitrack": MULTITRACK_VERSION},
+                                 made_of, plan.out_dir / ".multitrack.json", {"video": out},
+                                 "the multi-language video", picture)
+    if done:
+        return MultitrackResult(video=out, cached=True, **done["result"])
+    marks["tags"] = metadata
+    with reported(plan.work("compose", language="all")):
+        result = compose_multitrack(jobs, default, out, plan.store, metadata, on_progress,
+                                    seal=_sealer(plan, marks, f"{script.title} (all languages)",
+                                                 made_of))
+    facts = {"languages": result.languages, "duration_s": result.duration_s,
+             "loudness": result.loudness, "marks": marks}
+    _stamp(plan.out_dir / ".multitrack.json", key, {"video": out}, facts)
+    return dataclasses.replace(result, marks=marks)
+
+
+def _finished(plan: BuildPlan, what: str, recipe: dict[str, Any], made_of: list[Asset],
+              stamp: Path, paths: dict[str, Path], named: str,
+              job: ComposeJob) -> tuple[dict | None, str, dict[str, Any]]:
+    """A finished video's stamp when its files are there, unchanged, and made from exactly
+    this recipe (then nothing is encoded again); the recipe's key; the marks it will carry."""
+    signing = plan.signing
+    key = recipe_key(what, {**recipe, "version": COMPOSE_VERSION,
+                            "signing": signing.identity() if signing else None,
+                            "ingredients": [a.path for a in made_of] if signing else None})
+    previous = _read_stamp(stamp)
+    if previous and previous["key"] == key and _intact(paths, previous):
+        return previous, key, {}
+    if plan.peek:
+        raise NotCached(named)
+    notice = job.notice
+    marks: dict[str, Any] = {"digital_source_type": _source_type(made_of), "tags": job.metadata,
+                             "notice": {"text": notice.text, "spoken": notice.narration is not None,
+                                        "label": job.label} if notice else None}
+    return None, key, marks
+
+
+def _sealer(plan: BuildPlan, marks: dict[str, Any], title: str,
+            made_of: list[Asset]) -> Callable[[Path], None]:
+    """Signs a finished video: the very last step, since any later remux would strip it."""
+    def seal(video: Path) -> None:
+        if plan.signing:
+            marks["provenance"] = sign_mp4(
+                video, plan.signing, title=title, source_type=_source_type(made_of),
+                ingredients=_ingredients(made_of), generator=_version())
+    return seal
+
+
+def _stamp(stamp: Path, key: str, paths: dict[str, Path], facts: dict[str, Any]) -> None:
+    files = {name: file_sha256(path) for name, path in paths.items()}
+    write_text_atomic(stamp, json.dumps({"key": key, "files": files, "result": facts}, indent=1))
 
 
 def _produce_id(script_id: str, language: str, assets: list[Asset]) -> str:
@@ -682,8 +742,7 @@ def _read_stamp(stamp: Path) -> dict | None:
         return None
 
 
-def _intact(out_dir: Path, stamp: dict) -> bool:
+def _intact(paths: dict[str, Path], stamp: dict) -> bool:
     """The stamped files are all there and unchanged."""
-    paths = _paths(out_dir)
     return all(paths[name].is_file() and file_sha256(paths[name]) == digest
                for name, digest in stamp.get("files", {}).items())

@@ -25,6 +25,7 @@ narrate:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -36,7 +37,7 @@ from stages.disclosure import DisclosureOptions
 from stages.errors import Problem, ProfileError, SopreelError, UnknownNameError
 from stages.paths import PROFILES
 from stages.provenance import ProvenanceOptions
-from stages.registry import BackendOptions, Registry
+from stages.registry import BackendOptions, KeepsCacheKeys, Registry
 from stages.yamlfile import LocatedYaml, format_loc, load_yaml, problems_from
 
 B = TypeVar("B", bound=BaseModel)
@@ -50,10 +51,10 @@ REGISTRIES: dict[str, Registry[Any]] = {
 # Not a build stage: `sopreel translate` drafts translations with it. Optional in a profile.
 TRANSLATE_DEFAULT = {"backend": "transformers"}
 # Keys that are not stages: how videos are put together, marked, signed, and licensed.
-SETTINGS = ("compose", "translate", "disclosure", "provenance", "commercial")
+SETTINGS = ("compose", "translate", "disclosure", "provenance", "commercial", "multitrack")
 
 
-class ComposeOptions(BaseModel):
+class ComposeOptions(KeepsCacheKeys):
     """How the final video is put together (one encode per language)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -75,6 +76,17 @@ class ComposeOptions(BaseModel):
     preset: str = Field("veryfast",
                         pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$")
     audio_bitrate_k: int = Field(160, ge=64, le=320)
+    fit: Literal["auto", "crop", "blur", "pad"] | None = Field(
+        None, description="a photo or clip of another aspect: crop it to fill the frame, show "
+                          "it whole over a blurred copy of itself, or pad it with bars of the "
+                          "style colour; auto (unset): crop when 3/4 of it stays, else blur")
+
+    added_later = ("fit",)   # left out of cache keys while unset
+
+    @property
+    def filling(self) -> str:
+        """How a photo or clip of another aspect fills the frame (`stages.media.fit_mode`)."""
+        return self.fit or "auto"
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,7 @@ class Profile:
     disclosure: DisclosureOptions = field(default_factory=DisclosureOptions)
     provenance: ProvenanceOptions = field(default_factory=ProvenanceOptions)
     commercial: bool = False      # refuse weights whose licence forbids commercial use
+    multitrack: bool = False      # also one MP4 with every language (`stages.multitrack`)
     routes: dict[str, StageChoice] = field(default_factory=dict)   # language -> its narrator
 
     def narrator(self, language: str) -> StageChoice:
@@ -122,6 +135,7 @@ class Profile:
         described["compose"] = self.compose.model_dump(mode="json")
         described["disclosure"] = self.disclosure.model_dump(mode="json")
         described["commercial"] = self.commercial
+        described["multitrack"] = self.multitrack
         return described
 
 
@@ -155,28 +169,78 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
                                     + ", ".join([*REGISTRIES, *SETTINGS])))
     routes_given = (located.data.get("narrate") or {}).pop("routes", None) \
         if isinstance(located.data.get("narrate"), dict) else None
+    compose = _block(located, "compose", ComposeOptions, problems)
     stages = {}
     for stage, registry in REGISTRIES.items():
         choice = _stage_choice(located, stage, registry, problems)
+        if choice and stage in FRAMED_STAGES:
+            choice = _at_frame_aspect(choice, compose)
         if choice:
             stages[stage] = choice
     routes = _routes(located, routes_given, problems)
     if located.data.get("translate") is None:
         located.data["translate"] = TRANSLATE_DEFAULT
     translate_choice = _stage_choice(located, "translate", translate.BACKENDS, problems)
-    compose = _block(located, "compose", ComposeOptions, problems)
     disclosure = _block(located, "disclosure", DisclosureOptions, problems)
     provenance = _block(located, "provenance", ProvenanceOptions, problems)
-    commercial = located.data.get("commercial", False)
-    if not isinstance(commercial, bool):
-        problems.append(Problem(located.line(("commercial",)), "commercial",
-                                f"expected true or false, got {commercial!r}"))
+    commercial, multitrack = (_switch(located, name, problems)
+                              for name in ("commercial", "multitrack"))
     if problems:
         raise ProfileError(path, problems)
     return Profile(name=path.stem, path=path, stages=stages, compose=compose,
                    translate=translate_choice, disclosure=disclosure,
                    provenance=provenance,
-                   commercial=commercial is True, routes=routes)
+                   commercial=commercial, multitrack=multitrack, routes=routes)
+
+
+def _switch(located: LocatedYaml, name: str, problems: list[Problem]) -> bool:
+    """A top-level true/false setting of the profile (false when absent)."""
+    value = located.data.get(name, False)
+    if not isinstance(value, bool):
+        problems.append(Problem(located.line((name,)), name,
+                                f"expected true or false, got {value!r}"))
+    return value is True
+
+
+FRAMED_STAGES = ("images", "animate")   # their width x height follows the video frame's aspect
+
+
+def frame_size(width: int, height: int, frame: tuple[int, int],
+               multiple: int = 2) -> tuple[int, int]:
+    """`width` x `height` pixels reshaped to the frame's aspect: about as many pixels, both
+    sides multiples of `multiple`. A size already at the frame's aspect is kept as it is."""
+    aspect = frame[1] / frame[0]
+    if abs(height / width - aspect) <= 0.01 * aspect:
+        return width, height
+    area = width * height
+    return (max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple),
+            max(multiple, round(math.sqrt(area * aspect) / multiple) * multiple))
+
+
+def _multiple_of(model: type[BaseModel], name: str) -> int:
+    return next((rule.multiple_of for rule in model.model_fields[name].metadata
+                 if getattr(rule, "multiple_of", None)), 2)
+
+
+def _at_frame_aspect(choice: StageChoice, compose: ComposeOptions) -> StageChoice:
+    """The stage's options with `width` x `height` as a pixel budget at the video frame's
+    aspect: a 9:16 compose frame makes 9:16 stills and clips from the same profile sizes.
+    A size the backend cannot take at that aspect is kept as written (compose fits it);
+    a backend whose picture sets the aspect (`size_from_picture`) is left alone."""
+    options = choice.options
+    model = type(options)
+    if not {"width", "height"} <= set(model.model_fields) or model.size_from_picture:
+        return choice
+    size = frame_size(options.width, options.height, (compose.width, compose.height),
+                      max(_multiple_of(model, "width"), _multiple_of(model, "height")))
+    if size == (options.width, options.height):
+        return choice
+    try:
+        reshaped = model.model_validate({**options.model_dump(), "width": size[0],
+                                         "height": size[1]})
+    except ValidationError:   # outside the backend's limits: as written; compose fits it
+        return choice
+    return StageChoice(choice.backend, reshaped)
 
 
 def _block(located: LocatedYaml, key: str, model: type[B], problems: list[Problem]) -> B:

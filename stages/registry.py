@@ -38,6 +38,8 @@ class BackendOptions(KeepsCacheKeys):
     """Options a profile gives a backend. Subclasses add fields; unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # True where width x height is a pixel budget and the input picture sets the aspect.
+    size_from_picture: ClassVar[bool] = False
 
 
 class Backend:

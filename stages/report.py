@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from stages import voices
@@ -10,6 +11,7 @@ from stages.compose import ComposeResult
 from stages.disclosure import source_type_uri, texts_for
 from stages.licenses import allows_commercial
 from stages.manifest import AssetEntry, Manifest, OutputEntry, SceneEntry
+from stages.multitrack import MultitrackResult
 from stages.plan import BuildPlan
 
 ADAPTERS = ("lora", "lora_2")   # weights on top of a model, each with its own licence
@@ -32,7 +34,8 @@ def _cloned(assets: list[Asset]) -> bool:
 def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                    narrations: dict[str, list[Asset]], bed: Asset | None,
                    videos: dict[str, ComposeResult],
-                   notices: dict[str, Asset | None] | None = None) -> Manifest:
+                   notices: dict[str, Asset | None] | None = None,
+                   multitrack: MultitrackResult | None = None) -> Manifest:
     root = plan.out_dir
     scenes = []
     for index, scene in enumerate(plan.scenes):
@@ -78,6 +81,7 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         disclosure=disclosure(plan, narrations),
         digital_source_type=next((o.digital_source_type for o in outputs.values()), None),
         notices=spoken,
+        multitrack=_multitrack_entry(multitrack, root) if multitrack else None,
         use={"purpose": plan.use, "commercial": plan.commercial},
         warnings=[*script.warnings, *_asset_warnings(scenes),
                   *_voice_warnings(plan, narrations),
@@ -85,17 +89,30 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
     )
 
 
+def _multitrack_entry(result: MultitrackResult, root: Path) -> dict[str, Any]:
+    """The multi-language file: its tracks in order (the first the default) and its marks."""
+    return {"video": result.video.relative_to(root).as_posix(), "languages": result.languages,
+            "default": result.languages[0], "duration_s": result.duration_s,
+            "loudness_lufs": {lang: level.get("integrated_lufs")
+                              for lang, level in result.loudness.items()},
+            "cached": result.cached, **_marks(result)}
+
+
 def record_cloned_videos(plan: BuildPlan, narrations: dict[str, list[Asset]],
-                         videos: dict[str, ComposeResult]) -> None:
-    """Sign into the consent ledger each video a cloned voice went into (once per file)."""
+                         videos: dict[str, ComposeResult],
+                         multitrack: MultitrackResult | None = None) -> None:
+    """Sign into the consent ledger each video a cloned voice went into (once per file); the
+    multi-language file under the languages it holds in that voice."""
     cloned = {lang: videos[lang].video for lang, assets in narrations.items()
               if _cloned(assets) and lang in videos}
+    if multitrack and cloned:
+        cloned[",".join(cloned)] = multitrack.video
     if plan.enrolled_voice and cloned:
         record = voices.load_voice(plan.voices_dir, plan.loaded.script.voice)
         voices.record_videos(plan.voices_dir, record, plan.use, plan.loaded.script.id, cloned)
 
 
-def _marks(result: ComposeResult) -> dict[str, Any]:
+def _marks(result: ComposeResult | MultitrackResult) -> dict[str, Any]:
     """What the video carries to say it is synthetic and where it came from."""
     marks = result.marks
     term = marks.get("digital_source_type")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stages.fonts import font_chain, font_runs
+from stages.languages import Language
 from stages.style import Style, rgb
 from stages.timeline import Cue
 
@@ -135,13 +136,43 @@ def ass_events(cues: list[Cue], captions: list[Overlay], titles: list[Overlay], 
     return events
 
 
+@dataclass(frozen=True)
+class TextLayout:
+    """Text sized for the frame. Sizes follow the frame's shorter side, so text in a 9:16 or
+    1:1 frame is as large against its width as in a 16:9 frame against its height; a line
+    holds what the width leaves room for (`line_scale`: against a 16:9 frame, at most 1)."""
+
+    size: int           # subtitle font size, pixels
+    margin: int         # from the frame's edges
+    side: int           # left and right margins of subtitles and the title
+    line_scale: float
+
+
+def text_layout(width: int, height: int) -> TextLayout:
+    short = min(width, height)
+    size, margin = max(8, round(short * 0.052)), round(short * 0.05)
+    side = margin * 2 if width >= height * 1.5 else margin   # narrow frames keep their width
+    room = (width - 2 * side) / size
+    widescreen = (short * 16 / 9 - 4 * margin) / size
+    return TextLayout(size=size, margin=margin, side=side, line_scale=min(1.0, room / widescreen))
+
+
+def framed_language(language: Language, width: int, height: int) -> Language:
+    """The language with subtitle lines as long as a frame of `width` x `height` holds:
+    `line_chars` is set for 16:9 and shortened for narrower frames (42 -> 24 at 9:16)."""
+    scale = text_layout(width, height).line_scale
+    if scale >= 1.0:
+        return language
+    return language.model_copy(update={"line_chars": max(6, round(language.line_chars * scale))})
+
+
 def ass_header(*, style: Style, font: str, width: int, height: int) -> str:
     """An ASS script's head with five styles: bottom subtitles, a caption bar (top left), the
     opening title on a panel in the lower third above the subtitles, the AI notice in the
-    middle of its card, and the AI label in the top right corner."""
+    middle of its card, and the AI label in the top right corner; sized by `text_layout`."""
     colours = style.colors
-    size = round(height * 0.052)
-    margin = round(height * 0.05)
+    layout = text_layout(width, height)
+    size, margin, side = layout.size, layout.margin, layout.side
     fields = ("Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, "
               "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
               "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding")
@@ -149,13 +180,12 @@ def ass_header(*, style: Style, font: str, width: int, height: int) -> str:
     panel = _ass_colour(colours.panel)
     styles = [
         f"Style: Sub,{font},{size},{white},{white},{_ass_colour('#000000')},{dark},0,0,0,0,100,"
-        f"100,0,0,1,{max(1, size // 14)},{max(1, size // 20)},2,{margin * 2},{margin * 2},"
-        f"{margin},1",
+        f"100,0,0,1,{max(1, size // 14)},{max(1, size // 20)},2,{side},{side},{margin},1",
         f"Style: Caption,{font},{round(size * 0.9)},{_ass_colour(colours.background)},{white},"
         f"{_ass_colour(colours.primary)},{dark},1,0,0,0,100,100,0,0,3,{max(2, size // 5)},0,7,"
         f"{margin},{margin},{margin},1",
         f"Style: Title,{font},{round(size * 1.35)},{white},{white},{panel},{dark},1,0,0,0,100,"
-        f"100,0,0,3,{max(3, size // 3)},0,2,{margin * 2},{margin * 2},{round(height * 0.27)},1",
+        f"100,0,0,3,{max(3, size // 3)},0,2,{side},{side},{round(height * 0.27)},1",
         f"Style: Notice,{font},{round(size * 1.1)},{white},{white},{_ass_colour('#000000')},"
         f"{dark},1,0,0,0,100,100,0,0,1,{max(1, size // 14)},0,5,{margin * 3},{margin * 3},0,1",
         f"Style: Label,{font},{max(10, round(size * 0.55))},{_ass_colour(colours.text, 0x40)},"

@@ -105,12 +105,17 @@ def slot_seconds(narration_s: float, *, lead_s: float, pause_s: float, fps: int)
 
 
 def build_timeline(narrations: list[tuple[float, list[SentenceTiming]]], language: Language, *,
-                   lead_s: float, pause_s: float, fps: int) -> Timeline:
-    """Slots and cues for scenes whose narration lasts (seconds, sentence timings) each."""
+                   lead_s: float, pause_s: float, fps: int,
+                   hold: list[float] | None = None) -> Timeline:
+    """Slots and cues for scenes whose narration lasts (seconds, sentence timings) each.
+
+    `hold`: per scene, the narration time its slot makes room for when longer than its own
+    (a video with every language shares the longest language's slots)."""
     slots, cues = [], []
     frame = 0
-    for length, sentences in narrations:
-        frames = slot_frames(length, lead_s=lead_s, pause_s=pause_s, fps=fps)
+    for index, (length, sentences) in enumerate(narrations):
+        room = max(length, hold[index]) if hold else length
+        frames = slot_frames(room, lead_s=lead_s, pause_s=pause_s, fps=fps)
         start = frame / fps
         slot = Slot(start=start, length=frames / fps, narration_start=start + lead_s)
         slots.append(slot)

@@ -142,14 +142,17 @@ def test_manifest_records_every_asset(project):
     assert not list(root.rglob(".tmp-*")), "no temporary files are left behind"
 
 
-def test_supplied_photo_is_letterboxed_not_stretched(project):
+def test_supplied_portrait_photo_is_shown_whole_over_its_blur_not_stretched(project):
     manifest, root = project["manifest"], project["root"]
-    still = Image.open(root / manifest["scenes"][2]["assets"][0]["path"]).convert("RGB")
+    asset = manifest["scenes"][2]["assets"][0]
+    still = Image.open(root / asset["path"]).convert("RGB")
     pixels = np.asarray(still).astype(int)
     assert still.size == (480, 272)
     red = np.flatnonzero((pixels[136, :, 0] > 180) & (pixels[136, :, 1] < 80))
     assert abs((red.max() - red.min() + 1) - round(90 * 272 / 160)) <= 2, "aspect kept"
-    assert tuple(pixels[136, 5]) == (0x1F, 0x29, 0x33), "bars take the style background"
+    edge = pixels[136, 5]
+    assert tuple(edge) != (0x1F, 0x29, 0x33), "no bars of the style background"
+    assert edge[0] > edge[1] + 40, "beside the photo: its own blurred, dimmed red"
 
 
 def test_unchanged_rerun_reuses_everything(project):

@@ -49,6 +49,8 @@ def size_bucket(width: int, height: int, area: int, multiple: int = SIDE_MULTIPL
 class VideoDiffusionOptions(AnimateOptions, DiffusionOptions):
     """What both image-to-video backends take."""
 
+    size_from_picture = True   # the still sets the aspect (already the video frame's)
+
     width: int = Field(832, ge=32, le=3840, multiple_of=SIDE_MULTIPLE,
                        description="with height, the pixel budget; the still sets the aspect")
     height: int = Field(480, ge=32, le=2160, multiple_of=SIDE_MULTIPLE)

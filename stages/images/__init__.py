@@ -1,7 +1,8 @@
 """Stage `images`: one still per scene, generated from its visual prompt or taken from a photo.
 
 Backends turn an `ImageRequest` into a PNG; a supplied photo is never regenerated, only
-letterboxed onto the frame (`letterbox`), whatever the backend.
+fitted to the frame (`fit_photo`: cropped, over a blurred copy of itself, or padded), whatever
+the backend.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
 from stages.errors import MediaError
+from stages.media import fit_mode
 from stages.registry import Backend, BackendOptions, Registry
 from stages.style import Style, rgb
 
@@ -74,13 +76,24 @@ def read_rgb(path: Path, what: str = "image") -> Image.Image:
         raise MediaError(f"The {what} {path.name} could not be decoded: {exc}") from None
 
 
-def letterbox(photo: Path, out: Path, width: int, height: int, background: str) -> dict[str, Any]:
-    """Fit a supplied photo inside the frame without stretching; bars take the style colour."""
+def fit_photo(photo: Path, out: Path, width: int, height: int, background: str,
+              mode: str = "auto") -> dict[str, Any]:
+    """A supplied photo filling a `width` x `height` frame without stretching (`fit_mode`)."""
     image = read_rgb(photo, "photo")
+    frame = (width, height)
+    how = fit_mode(mode, image.size, frame)
+    if how == "crop":
+        ImageOps.fit(image, frame, Image.Resampling.LANCZOS).save(out, format="PNG")
+        return {"source": photo.name, "fit": how, "fitted": list(frame)}
     scale = min(width / image.width, height / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    canvas = Image.new("RGB", (width, height), rgb(background))
+    if how == "blur":   # the photo itself, enlarged, blurred and dimmed, where bars would be
+        canvas = ImageOps.fit(image, frame, Image.Resampling.BILINEAR).filter(
+            ImageFilter.GaussianBlur(radius=max(frame) / 40))
+        canvas = ImageEnhance.Brightness(canvas).enhance(0.7)
+    else:
+        canvas = Image.new("RGB", frame, rgb(background))
     canvas.paste(image.resize(size, Image.Resampling.LANCZOS),
                  ((width - size[0]) // 2, (height - size[1]) // 2))
     canvas.save(out, format="PNG")
-    return {"source": photo.name, "fitted": list(size)}
+    return {"source": photo.name, "fit": how, "fitted": list(size)}

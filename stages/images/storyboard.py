@@ -99,10 +99,14 @@ class StoryboardBackend(ImageBackend):
             shade = tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True))
             draw.rectangle([0, y, w, y + 4], fill=shade)
 
-        # Storyboard sketch: a few outlined shapes, different for every scene (seeded).
-        unit = h // 12
+        # Storyboard sketch: a few outlined shapes, different for every scene (seeded): right
+        # of the text in a landscape or square panel, below it in a portrait one.
+        upright = h > w
+        unit = min(w, h) // 12
+        shapes_x = (int(w * 0.1), w - 3 * unit) if upright else (int(w * 0.6), w - 3 * unit)
+        shapes_y = (int(h * 0.58), h - 5 * unit) if upright else (2 * unit, h - 5 * unit)
         for _ in range(7):
-            x0, y0 = rng.randint(int(w * 0.6), w - 3 * unit), rng.randint(2 * unit, h - 5 * unit)
+            x0, y0 = rng.randint(*shapes_x), rng.randint(*shapes_y)
             x1, y1 = x0 + rng.randint(unit, 4 * unit), y0 + rng.randint(unit, 3 * unit)
             shape = rng.choice(["rect", "ellipse"])
             box = [x0, y0, min(x1, w - unit), min(y1, h - 3 * unit)]
@@ -112,20 +116,21 @@ class StoryboardBackend(ImageBackend):
             else:
                 draw.ellipse(box, outline=rgb(colors.muted), width=max(2, unit // 20))
 
-        # Step badge.
+        # Step badge: left of the text, or above it in a portrait panel.
         radius = int(unit * 1.6)
-        cx, cy = int(unit * 2.6), int(h * 0.42)
+        cx, cy = (w // 2, int(h * 0.2)) if upright else (int(unit * 2.6), int(h * 0.42))
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=rgb(colors.primary))
         draw_text(draw, (cx, cy), str(request.step), int(radius * 1.1),
                   rgb(colors.background), bold=True, anchor="mm")
         draw_text(draw, (cx, cy + radius + unit // 2), f"STEP {request.step} / {request.steps}",
                   max(12, unit // 2), rgb(colors.muted), anchor="mt")
 
-        # The visual summary, wrapped to the left 55% of the panel.
-        left = cx + radius + unit
+        # The visual summary, wrapped to the left 55% of the panel (most of a portrait one).
+        left = int(w * 0.1) if upright else cx + radius + unit
         size = max(14, int(unit * 0.55))
-        wrap = wrap_to_width(summary(request.visual), size, w * 0.55 - left, bold=True)[:5]
-        y = int(h * 0.42) - len(wrap) * unit // 2
+        room = w * 0.9 - left if upright else w * 0.55 - left
+        wrap = wrap_to_width(summary(request.visual), size, room, bold=True)[:5]
+        y = int(h * 0.36) if upright else int(h * 0.42) - len(wrap) * unit // 2
         for line in wrap:
             draw_text(draw, (left, y), line, size, rgb(colors.text), bold=True)
             y += int(unit * 0.85)
