@@ -18,7 +18,7 @@ export UV_LINK_MODE := copy
 export UV_COMPILE_BYTECODE := 1
 CPU_BENCHMARKS := edit_loop compose trust prefect_ops importing
 
-.PHONY: setup system venv uv lock demo test lint bench bench-gpu clean
+.PHONY: setup system browser venv uv lock demo test lint bench bench-gpu clean
 
 setup: system venv
 	@$(BIN)/python -m compileall -q flows stages >/dev/null
@@ -37,6 +37,21 @@ system:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing fontconfig >/dev/null && \
 	  fc-cache -f >/dev/null; \
 	fi
+
+# What the package tests add: Debian's Chromium (the LMS page runs in it, driven by Playwright
+# from the lock) and scorm-again, the SCORM runtime, exactly as tests/browser/package-lock.json
+# pins it. Installed only when missing or when the lock file changed.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Chromium"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "Installing npm"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	@[ tests/browser/node_modules/.package-lock.json -nt tests/browser/package-lock.json ] || \
+	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 venv: $(VENV)/.installed
 
@@ -62,7 +77,7 @@ demo: setup
 # The suite on two pytest-xdist workers, a test file each (each with its own Prefect server);
 # TEST_WORKERS=1 runs it in one process.
 TEST_WORKERS ?= 2
-test: setup
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --durations=20 $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 

@@ -388,6 +388,55 @@ def import_(document: Path, out: Path | None, language: str | None, style: str,
         click.echo(f"Next: sopreel build {result.script}")
 
 
+@main.command("package")
+@click.argument("script", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "kind", required=True,
+              type=click.Choice(["scorm12", "scorm2004", "xapi", "html"]),
+              help="scorm12 or scorm2004 (4th edition) for an LMS, xapi for an LRS, html for "
+                   "the player alone.")
+@click.option("--outputs", default="outputs", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The build's output folder (what `sopreel build --out` was given).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="The zip to write (default: OUTPUTS/<script id>/<script id>-<format>.zip).")
+@click.option("--lang", "langs", default=None,
+              help="Only these built languages (comma-separated); default: every one built.")
+@click.option("--complete-at", default=95, show_default=True, type=click.IntRange(1, 100),
+              help="Percent of the video watched that completes the training.")
+@click.option("--require-full-watch", is_flag=True,
+              help="No seeking past what the learner has not watched yet.")
+@click.option("--lrs", default=None, metavar="URL",
+              help="xapi: the LRS endpoint statements go to when the launch gives none "
+                   "(its Authorization header: $SOPREEL_LRS_AUTH, written into the package).")
+@click.option("--activity-id", default=None, metavar="IRI",
+              help="xapi: the activity's id (default urn:sopreel:<script id>).")
+@VOICES_DIR
+@_clean_errors
+def package_(script: Path, kind: str, outputs: Path, out: Path | None, langs: str | None,
+             complete_at: int, require_full_watch: bool, lrs: str | None,
+             activity_id: str | None, voices_dir: str | None) -> None:
+    """Package a built video for an LMS: SCORM 1.2, SCORM 2004, xAPI or plain HTML.
+
+    One zip with every built language's video and subtitles, a language picker, the AI
+    notice, and the script's quiz; the LMS records completion once --complete-at percent is
+    watched, and the quiz's score and pass or fail."""
+    from stages.package import PackageOptions, package_script
+
+    if lrs and kind != "xapi":
+        raise SopreelError("--lrs is for --format xapi (SCORM reports to the LMS that "
+                           "launches it)")
+    options = PackageOptions(format=kind, complete_at=complete_at / 100,  # type: ignore[arg-type]
+                             require_full_watch=require_full_watch, lrs_endpoint=lrs,
+                             lrs_auth=os.environ.get("SOPREEL_LRS_AUTH") if lrs else None,
+                             activity_id=activity_id, only=_split_langs(langs))
+    made = package_script(script, outputs, options, out, voices_dir)
+    quiz = f", a quiz of {made.quiz_questions}" if made.quiz_questions else ""
+    click.echo(f"{made.format}: {made.path} ({made.size_bytes / 1e6:.1f} MB; "
+               f"{', '.join(made.languages)}{quiz})")
+    for warning in made.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
 def _rewriter(url: str | None, model: str | None, timeout_s: float) -> Any:
     if bool(url) != bool(model):
         raise SopreelError("--llm and --model go together: the server's API base and the "

@@ -5,7 +5,8 @@
 - build-all/nightly: every script under a folder, on a cron schedule;
 - review-translation/review: a person approves a machine translation in the UI;
 - import-sop/import: a Word, PowerPoint, PDF, Markdown or HTML SOP becomes a draft script
-  (and, rewritten by an LLM, waits for its reviewer); review-import/review approves it later.
+  (and, rewritten by an LLM, waits for its reviewer); review-import/review approves it later;
+- package-video/package: a built script as a SCORM 1.2, SCORM 2004, xAPI or HTML zip.
 
 Served runs execute on this machine, each in its own process. For work pools (runs on other
 machines), prefect.yaml beside this project declares the same deployments.
@@ -50,6 +51,7 @@ def deployments(nightly: Nightly) -> list:
 
     from flows.build import build_all, build_video, dub_batch
     from flows.importing import import_sop
+    from flows.packaging import package_video
     from flows.review import review_import, review_translation
 
     tags = ["sopreel"]
@@ -77,6 +79,9 @@ def deployments(nightly: Nightly) -> list:
         review_import.to_deployment(
             name="review", tags=tags,
             description="Pause for a reviewer to approve an imported script's LLM rewrite."),
+        package_video.to_deployment(
+            name="package", tags=tags,
+            description="Package a built script for the LMS: SCORM 1.2/2004, xAPI or HTML."),
     ]
 
 

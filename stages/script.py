@@ -128,9 +128,44 @@ class SceneText(_Strict):
     caption: Caption | None = None
 
 
+Choice = Annotated[str, AfterValidator(_clean), AfterValidator(_nonempty), Field(max_length=300)]
+Question = Annotated[str, AfterValidator(_clean), AfterValidator(_nonempty),
+                     Field(max_length=500)]
+
+
+class QuizQuestion(_Strict):
+    """One question: its choices, and the right one (a number from 1) or right ones."""
+
+    id: SceneId
+    question: Question
+    choices: Annotated[list[Choice], Field(min_length=2, max_length=8)]
+    answer: Annotated[int, Field(ge=1)] | Annotated[list[Annotated[int, Field(ge=1)]],
+                                                   Field(min_length=1, max_length=8)]
+
+    @property
+    def right(self) -> list[int]:
+        """The right choices, numbered from 1."""
+        return sorted({self.answer} if isinstance(self.answer, int) else set(self.answer))
+
+
+class Quiz(_Strict):
+    """Questions shown after the video (`sopreel package`); passed at `pass_mark` percent."""
+
+    pass_mark: Annotated[int, Field(ge=0, le=100)] = 80
+    questions: Annotated[list[QuizQuestion], Field(min_length=1, max_length=30)]
+
+
+class QuizText(_Strict):
+    """A question in another language: the same choices, in the same order."""
+
+    question: Question
+    choices: Annotated[list[Choice], Field(min_length=2, max_length=8)]
+
+
 class Translation(_Strict):
     title: Title | None = None
     scenes: dict[str, SceneText] = Field(default_factory=dict, max_length=500)
+    quiz: dict[str, QuizText] = Field(default_factory=dict, max_length=30)
 
 
 class Script(_Strict):
@@ -144,6 +179,7 @@ class Script(_Strict):
     scenes: Annotated[list[Scene], Field(min_length=1, max_length=200)]
     translations: dict[str, Translation] = Field(default_factory=dict, max_length=40)
     imported: Imported | None = None
+    quiz: Quiz | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +290,7 @@ class _Checks:
 
     def run(self, only_languages: list[str] | None) -> LoadedScript:
         self.scene_ids()
+        self.quiz()
         built = self.languages(only_languages)
         self.translations(built)
         self.glyphs(built)
@@ -279,6 +316,32 @@ class _Checks:
             seen.setdefault(scene.id, index)
             if not scene.visual and not scene.image:
                 self.fail(("scenes", index), "needs a 'visual' prompt or an 'image' file")
+
+    def quiz(self) -> None:
+        """Question ids unique, answers among the choices, translations matching them."""
+        quiz = self.script.quiz
+        if quiz is None:
+            return
+        seen: set[str] = set()
+        for index, question in enumerate(quiz.questions):
+            at = ("quiz", "questions", index)
+            if question.id in seen:
+                self.fail((*at, "id"), f"duplicate question id {question.id!r}")
+            seen.add(question.id)
+            wrong = [n for n in question.right if n > len(question.choices)]
+            if wrong:
+                self.fail((*at, "answer"), f"choice {wrong[0]} does not exist: expected a "
+                          f"number from 1 to {len(question.choices)} (the right choice)")
+        counts = {q.id: len(q.choices) for q in quiz.questions}
+        for code, block in self.script.translations.items():
+            for question_id, text in block.quiz.items():
+                at = ("translations", code, "quiz", question_id)
+                if question_id not in counts:
+                    self.fail(at, f"no quiz question has this id; expected one of: "
+                              f"{', '.join(counts)}")
+                elif len(text.choices) != counts[question_id]:
+                    self.fail((*at, "choices"), f"has {len(text.choices)} choices; the "
+                              f"question has {counts[question_id]}, in the same order")
 
     def languages(self, only: list[str] | None) -> list[str]:
         script = self.script

@@ -130,7 +130,8 @@ def test_serve_runs_a_build_started_through_the_api(server, tmp_path):
                     return None
 
             names = ["build-video/build", "dub-batch/dub", "build-all/nightly",
-                     "review-translation/review", "import-sop/import", "review-import/review"]
+                     "review-translation/review", "import-sop/import", "review-import/review",
+                     "package-video/package"]
             # serve registers them one after another
             wait_for(lambda: all(deployment(name) for name in names), 120, "the deployments")
             build = deployment(names[0])
@@ -318,8 +319,8 @@ def test_serve_without_a_server_starts_one_with_the_deployments_and_stops_it(tmp
         return sorted(deployment["name"] for deployment in found)
 
     try:
-        assert wait_for(lambda: len(served()) == 6 and served(), 180, "the deployments") == \
-            ["build", "dub", "import", "nightly", "review", "review"]
+        assert wait_for(lambda: len(served()) == 7 and served(), 180, "the deployments") == \
+            ["build", "dub", "import", "nightly", "package", "review", "review"]
     finally:
         output = interrupt(serving)
     assert f"Prefect UI: http://127.0.0.1:{port}" in output
