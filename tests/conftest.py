@@ -134,6 +134,24 @@ def write_script(folder: Path, data: dict[str, Any] | str, name: str = "script.y
     return path
 
 
+ZH_TW = {"title": "上鎖掛牌", "scenes": {   # base_script's scenes in Traditional Chinese
+    "isolate": {"narration": "在主電源開關處關閉輸送帶。", "caption": "步驟一：隔離"},
+    "lock": {"narration": "掛上你自己的鎖。鑰匙要隨身攜帶。", "caption": "步驟二：上鎖"}}}
+
+
+def build(script: Path, out: Path, profile: Path, *args: str) -> dict[str, Any]:
+    """`sopreel build` as a user runs it; the manifest it wrote."""
+    from click.testing import CliRunner
+
+    from flows.cli import main
+
+    result = CliRunner().invoke(main, ["build", str(script), "--profile", str(profile),
+                                       "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    script_id = yaml.safe_load(script.read_text(encoding="utf-8"))["id"]
+    return json.loads((out / script_id / "manifest.json").read_text(encoding="utf-8"))
+
+
 def make_photo(path: Path, size: tuple[int, int], colour=(200, 40, 40)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path)

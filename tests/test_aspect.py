@@ -10,17 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 
-from flows.cli import main
 from stages import languages
 from stages.compose import ComposeJob, Notice, SceneInput, segment_inputs
 from stages.profile import ComposeOptions
 from stages.style import load_style
 from stages.subtitles import text_layout
 from stages.timeline import SentenceTiming
-from tests.conftest import TINY_PROFILE, base_script, ffprobe, write_script
+from tests.conftest import TINY_PROFILE, base_script, build, ffprobe, write_script
 
 ASPECTS = {"16:9": (960, 540), "9:16": (540, 960), "1:1": (720, 720)}
 SENTENCE = "Switch off the main breaker and lock it with your own padlock before you start."
@@ -87,7 +85,7 @@ def test_subtitle_lines_follow_the_frame_width():
     assert framed_language(english, 1080, 1080).line_chars == 24
 
 
-def build(folder: Path, frame: tuple[int, int], fit: str | None) -> tuple[dict, Path]:
+def build_framed(folder: Path, frame: tuple[int, int], fit: str | None) -> tuple[dict, Path]:
     """A two-scene script (a generated still, then a 16:9 photo) built at `frame`."""
     photo = folder / "photos" / "wide.png"
     photo.parent.mkdir(parents=True)
@@ -101,12 +99,7 @@ def build(folder: Path, frame: tuple[int, int], fit: str | None) -> tuple[dict, 
     profile = json.loads(json.dumps(TINY_PROFILE))
     profile["compose"].update(width=frame[0], height=frame[1], **({"fit": fit} if fit else {}))
     (folder / "profile.yaml").write_text(yaml.safe_dump(profile), encoding="utf-8")
-    result = CliRunner().invoke(main, ["build", str(path), "--profile",
-                                       str(folder / "profile.yaml"), "--out",
-                                       str(folder / "out")])
-    assert result.exit_code == 0, result.output
-    root = folder / "out" / "test-sop"
-    return json.loads((root / "manifest.json").read_text(encoding="utf-8")), root
+    return build(path, folder / "out", folder / "profile.yaml"), folder / "out" / "test-sop"
 
 
 def frame_at(video: Path, seconds: float) -> np.ndarray:
@@ -119,7 +112,7 @@ def frame_at(video: Path, seconds: float) -> np.ndarray:
 @pytest.mark.parametrize(("frame", "fit"), [((180, 320), None), ((240, 240), "pad")],
                          ids=["9:16 auto", "1:1 pad"])
 def test_vertical_and_square_builds_fill_the_frame(frame, fit, tmp_path):
-    manifest, root = build(tmp_path, frame, fit)
+    manifest, root = build_framed(tmp_path, frame, fit)
     width, height = frame
     video = root / "en" / "video.mp4"
     stream = next(s for s in ffprobe(video)["streams"] if s["codec_type"] == "video")

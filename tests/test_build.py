@@ -3,7 +3,6 @@ ffprobe on the video, ebur128 on the sound, parsed subtitles, and the manifest."
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from conftest import (
     TINY_PROFILE,
     base_script,
+    build,
     ebur128,
     enrol_anna,
     ffprobe,
@@ -25,6 +25,7 @@ from conftest import (
     whole_frames,
     write_script,
 )
+from conftest import ZH_TW as BASE_ZH_TW
 from PIL import Image
 
 from flows.cli import main
@@ -33,18 +34,8 @@ from stages.text import width
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-ZH_TW = {"title": "上鎖掛牌", "scenes": {
-    "isolate": {"narration": "在主電源開關處關閉輸送帶。", "caption": "步驟一：隔離"},
-    "lock": {"narration": "掛上你自己的鎖。鑰匙要隨身攜帶。", "caption": "步驟二：上鎖"},
-    "photo": {"narration": "這是現場照片。", "caption": "現場"}}}
-
-
-def build(script: Path, out: Path, profile: Path, *args: str) -> dict:
-    result = CliRunner().invoke(main, ["build", str(script), "--profile", str(profile),
-                                       "--out", str(out), *args])
-    assert result.exit_code == 0, result.output
-    script_id = yaml.safe_load(script.read_text(encoding="utf-8"))["id"]
-    return json.loads((out / script_id / "manifest.json").read_text(encoding="utf-8"))
+ZH_TW = {**BASE_ZH_TW, "scenes": {**BASE_ZH_TW["scenes"],
+                                  "photo": {"narration": "這是現場照片。", "caption": "現場"}}}
 
 
 def cached_flags(manifest: dict) -> dict[tuple[str, str, str | None], bool]:

@@ -3,19 +3,18 @@ mov_text subtitle track per language, the script's language the default."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from flows.cli import main
 from tests.conftest import (
     TINY_PROFILE,
+    ZH_TW,
     base_script,
+    build,
     ebur128,
     ffprobe,
     parse_srt,
@@ -24,16 +23,6 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-ZH_TW = {"title": "上鎖掛牌", "scenes": {
-    "isolate": {"narration": "在主電源開關處關閉輸送帶。", "caption": "步驟一：隔離"},
-    "lock": {"narration": "掛上你自己的鎖。鑰匙要隨身攜帶。", "caption": "步驟二：上鎖"}}}
-
-
-def run_build(script: Path, out: Path, profile: Path, *args: str) -> dict:
-    result = CliRunner().invoke(main, ["build", str(script), "--profile", str(profile),
-                                       "--out", str(out), *args])
-    assert result.exit_code == 0, result.output
-    return json.loads((out / "test-sop" / "manifest.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def built(tmp_path_factory):
     profile = folder / "tiny.yaml"
     profile.write_text(yaml.safe_dump(TINY_PROFILE), encoding="utf-8")
     out = folder / "out"
-    manifest = run_build(script, out, profile, "--multitrack")
+    manifest = build(script, out, profile, "--multitrack")
     return {"manifest": manifest, "root": out / "test-sop", "script": script, "out": out,
             "profile": profile}
 
@@ -110,6 +99,6 @@ def test_the_picture_has_no_language_text(built):
 
 def test_an_unchanged_rebuild_reuses_the_file(built):
     before = (built["root"] / "multitrack.mp4").stat().st_mtime_ns
-    manifest = run_build(built["script"], built["out"], built["profile"], "--multitrack")
+    manifest = build(built["script"], built["out"], built["profile"], "--multitrack")
     assert manifest["multitrack"]["cached"] is True
     assert (built["root"] / "multitrack.mp4").stat().st_mtime_ns == before

@@ -16,7 +16,8 @@
   var byCode = {};
   config.languages.forEach(function (entry) { byCode[entry.code] = entry; });
   var state = {
-    language: null, watched: new Array(BUCKETS).fill(false), last: null, complete: false,
+    language: null, watched: new Array(BUCKETS).fill(false), covered: new Array(BUCKETS).fill(0),
+    last: null, complete: false,
     quizResult: null, started: Date.now(), experienced: false
   };
 
@@ -94,7 +95,6 @@
         api.Commit("");
       },
       completed: function () {
-        api.SetValue("cmi.progress_measure", "1");
         api.SetValue("cmi.completion_status", "completed");
         api.Commit("");
       },
@@ -193,12 +193,13 @@
   function mark(from, to) {
     var length = video.duration;
     if (!(length > 0) || to <= from) { return; }
-    var first = Math.floor((from / length) * BUCKETS);
-    var last = Math.min(BUCKETS, Math.ceil((to / length) * BUCKETS - 1e-6));
-    for (var i = Math.max(0, first); i < last; i++) {
-      // A slice counts once playback covers most of it (a slice cut by a seek does not).
+    var first = Math.max(0, Math.floor((from / length) * BUCKETS));
+    var last = Math.min(BUCKETS, Math.ceil((to / length) * BUCKETS - 1e-9));
+    for (var i = first; i < last; i++) {
+      // What playback covered of each slice adds up; half of a slice watched counts it.
       var start = (i / BUCKETS) * length, end = ((i + 1) / BUCKETS) * length;
-      if (Math.min(end, to) - Math.max(start, from) >= 0.5 * (end - start)) { state.watched[i] = true; }
+      state.covered[i] += Math.max(0, Math.min(end, to) - Math.max(start, from)) / (end - start);
+      if (state.covered[i] >= 0.5 - 1e-9) { state.watched[i] = true; }
     }
   }
 
@@ -391,5 +392,5 @@
   }
   window.addEventListener("pagehide", finish);
   window.addEventListener("beforeunload", finish);
-  window.sopreel = { state: state, fraction: fraction, finish: finish, config: config };
+  window.sopreel = { state: state, fraction: fraction, finish: finish, config: config, mark: mark };
 })();
