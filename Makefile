@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 # Byte-compile at install: with PYTHONDONTWRITEBYTECODE set (CI, containers) every command
 # would otherwise compile Prefect's sources again, about 1.5 s each time on two cores.
 export UV_COMPILE_BYTECODE := 1
-CPU_BENCHMARKS := edit_loop compose trust prefect_ops importing
+CPU_BENCHMARKS := edit_loop compose trust prefect_ops importing delivery
 
 .PHONY: setup system browser venv uv lock demo test lint bench bench-gpu clean
 
