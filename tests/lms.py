@@ -24,7 +24,7 @@ HOST_PAGE = """<!DOCTYPE html>
     lmsCommitUrl: "/commit", dataCommitFormat: "flattened", autocommit: false, logLevel: 5
   }});
 </script></head>
-<body><iframe id="course" src="/{package}/index.html" width="960" height="720"></iframe></body>
+<body>{frame}</body>
 </html>"""
 RUNTIMES = {"scorm12": ("scorm12", "API", "Scorm12API"),
             "scorm2004": ("scorm2004", "API_1484_11", "Scorm2004API")}
@@ -121,11 +121,15 @@ class FakeLms:
         with zipfile.ZipFile(package) as archive:
             archive.extractall(self.root / name)
 
-    def host_url(self, name: str, kind: str) -> str:
+    def host_url(self, name: str, kind: str, framed: bool = True) -> str:
+        """The LMS page: the package in a frame of it, or (`framed=False`) nothing yet (the
+        test opens it, as an LMS's pop-up would)."""
         runtime, api, runtime_class = RUNTIMES[kind]
+        frame = (f'<iframe id="course" src="/{name}/index.html" width="960" height="720">'
+                 '</iframe>' if framed else "")
         (self.root / f"host-{name}.html").write_text(
             HOST_PAGE.format(runtime=runtime, api=api, runtime_class=runtime_class,
-                             package=name), encoding="utf-8")
+                             frame=frame), encoding="utf-8")
         return f"{self.base}/host-{name}.html"
 
     def close(self) -> None:

@@ -181,6 +181,21 @@ def test_scorm12_completion_then_quiz_failed_and_passed(built, browser, lms):
 
 
 @pytest.mark.usefixtures("prefect_server")
+def test_an_lms_that_launches_in_a_pop_up_is_found(built, browser, lms):
+    lms.add(make_package(built, "scorm12"), "popup")
+    page = browser.new_page()
+    page.goto(lms.host_url("popup", "scorm12", framed=False))
+    assert page.evaluate("window.API.isInitialized()") is False
+    with page.expect_popup() as opened:
+        page.evaluate("window.open('/popup/index.html', 'course')")
+    course = opened.value
+    course.wait_for_function("window.sopreel && document.getElementById('video').duration > 0")
+    assert course.evaluate("window.sopreel.connected") is True
+    assert page.evaluate("window.API.isInitialized()") is True, "the pop-up found the LMS"
+    page.close()
+
+
+@pytest.mark.usefixtures("prefect_server")
 def test_scorm2004_completion_progress_and_scaled_score(built, browser, lms):
     lms.add(make_package(built, "scorm2004"), "course")
     page = browser.new_page()

@@ -33,17 +33,19 @@
   // ---- Where results go: an LMS through its SCORM API, an LRS, or nowhere (html) ----------
 
   function findApi(name) {
-    var candidates = [];
-    for (var win = window, hops = 0; win && hops < 12; hops++) {
-      candidates.push(win);
-      if (win.parent === win) { break; }
-      win = win.parent;
+    // The SCORM discovery walk: this window and its parents, then the window that opened the
+    // top one (an LMS that launches content in a pop-up) and its parents.
+    function climb(win) {
+      for (var hops = 0; win && hops < 12; hops++) {
+        try { if (win[name]) { return win[name]; } } catch (e) { return null; }   // cross-origin
+        if (win.parent === win) { break; }
+        win = win.parent;
+      }
+      return null;
     }
-    if (window.opener) { candidates.push(window.opener); }
-    for (var i = 0; i < candidates.length; i++) {
-      try { if (candidates[i][name]) { return candidates[i][name]; } } catch (e) { /* cross-origin */ }
-    }
-    return null;
+    var found = climb(window);
+    try { if (!found && window.top.opener) { found = climb(window.top.opener); } } catch (e) { /* cross-origin */ }
+    return found;
   }
 
   function scorm12(api) {
@@ -392,5 +394,6 @@
   }
   window.addEventListener("pagehide", finish);
   window.addEventListener("beforeunload", finish);
-  window.sopreel = { state: state, fraction: fraction, finish: finish, config: config, mark: mark };
+  window.sopreel = { state: state, fraction: fraction, finish: finish, config: config, mark: mark,
+                     connected: lms !== null };
 })();
