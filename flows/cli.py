@@ -422,12 +422,8 @@ def package_(script: Path, kind: str, outputs: Path, out: Path | None, langs: st
     watched, and the quiz's score and pass or fail."""
     from stages.package import PackageOptions, package_script
 
-    if lrs and kind != "xapi":
-        raise SopreelError("--lrs is for --format xapi (SCORM reports to the LMS that "
-                           "launches it)")
     options = PackageOptions(format=kind, complete_at=complete_at / 100,  # type: ignore[arg-type]
                              require_full_watch=require_full_watch, lrs_endpoint=lrs,
-                             lrs_auth=os.environ.get("SOPREEL_LRS_AUTH") if lrs else None,
                              activity_id=activity_id, only=_split_langs(langs))
     made = package_script(script, outputs, options, out, voices_dir)
     quiz = f", a quiz of {made.quiz_questions}" if made.quiz_questions else ""

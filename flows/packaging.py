@@ -7,7 +7,6 @@ made (the zip, its languages and quiz, any warning) as a markdown artifact.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,11 +46,8 @@ def package_video(script: str, format: Literal["scorm12", "scorm2004", "xapi", "
         activity_id: xapi: the activity's IRI; empty: urn:sopreel:<script id>.
         voices_dir: Folder of enrolled voices; empty: $SOPREEL_VOICES_DIR, else voices/.
     """
-    if not 1 <= complete_at_percent <= 100:
-        raise ValueError("complete_at_percent: expected 1 to 100")
     options = PackageOptions(format=format, complete_at=complete_at_percent / 100,
                              require_full_watch=require_full_watch, lrs_endpoint=lrs,
-                             lrs_auth=os.environ.get("SOPREEL_LRS_AUTH") if lrs else None,
                              activity_id=activity_id, only=languages or None)
     made = package_task(script, outputs, options, out, voices_dir)
     logger = get_run_logger()

@@ -352,9 +352,9 @@ def footage_seconds(options: ComposeOptions, narration_s: float, last: bool) -> 
                          fps=options.fps) + transition_overlap(options, last))
 
 
-def needs_fitting(scene: SceneInput, options: ComposeOptions) -> bool:
-    """The scene's clip is not the frame's size: `options.fit` says how it fills the frame."""
-    return scene.clip is not None and scene.clip_size != (options.width, options.height)
+def needs_fitting(scene: SceneInput, frame: tuple[int, int]) -> bool:
+    """The scene's clip is not the frame's size: compose's `fit` says how it fills the frame."""
+    return scene.clip is not None and scene.clip_size != frame
 
 
 def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
@@ -371,7 +371,7 @@ def _fitted_clip(scene: SceneInput, seconds: float, options: ComposeOptions,
     clip = (ffmpeg.input(media_input(scene.clip)).video
             .filter("setpts", f"(PTS-STARTPTS)*{slowdown:.5f}")
             .filter("fps", options.fps))
-    if needs_fitting(scene, options):
+    if needs_fitting(scene, (w, h)):
         clip = _filled(clip, fit_mode(options.filling, scene.clip_size or (w, h), (w, h)),
                        w, h, background)
     return (clip.filter("tpad", stop_mode="clone", stop_duration=seconds + 1)
@@ -388,10 +388,10 @@ def _filled(clip: ffmpeg.nodes.FilterableStream, how: str, w: int, h: int,
     if how == "crop":   # cover the frame, the centre kept
         return (clip.filter("scale", w, h, force_original_aspect_ratio="increase")
                 .filter("crop", w, h).filter("setsar", 1))
-    whole = clip.filter("scale", w, h, force_original_aspect_ratio="decrease")
     if how == "pad":
-        return whole.filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color=background) \
-            .filter("setsar", 1)
+        return (clip.filter("scale", w, h, force_original_aspect_ratio="decrease")
+                .filter("pad", w, h, "(ow-iw)/2", "(oh-ih)/2", color=background)
+                .filter("setsar", 1))
     copies = clip.split()   # blur: the clip itself, enlarged, blurred and dimmed, behind it
     behind = (copies[0].filter("scale", w, h, force_original_aspect_ratio="increase")
               .filter("crop", w, h).filter("boxblur", f"{max(2, max(w, h) // 60)}:2")
@@ -423,8 +423,7 @@ class SegmentInput:
         """The recipe: files by content, and a scene's narration, which the picture does not
         show, left out (its timing is in `seconds` and `ass`)."""
         def footage(scene: SceneInput) -> dict[str, Any]:
-            fitted = scene.clip is not None and scene.clip_size != (self.options["width"],
-                                                                     self.options["height"])
+            fitted = needs_fitting(scene, (self.options["width"], self.options["height"]))
             return {"clip": scene.clip, "clip_seconds": scene.clip_seconds,
                     "clip_size": scene.clip_size, **({"fit": self.fit} if fitted else {})}
 
@@ -508,6 +507,11 @@ def _encode_segment(segment: SegmentInput, options: ComposeOptions, work: Path,
     return {"frames": frames, "seconds": seconds}
 
 
+def metadata_arguments(metadata: dict[str, str]) -> list[str]:
+    """ffmpeg's arguments writing the video's tags."""
+    return [item for key, value in metadata.items() for item in ("-metadata", f"{key}={value}")]
+
+
 def link_segments(segments: list[Asset], work: Path) -> Path:
     """The concat demuxer's list of the segments, linked into `work` under safe names (the
     list then needs no escaping)."""
@@ -528,12 +532,10 @@ def join_segments(job: ComposeJob, timeline: Timeline, segments: list[Asset], so
                   work: Path, out: Path) -> None:
     """The segments and the sound end to end without re-encoding, the tags, faststart."""
     listing = link_segments(segments, work)
-    tags = [item for key, value in job.metadata.items()
-            for item in ("-metadata", f"{key}={value}")]
     # use_metadata_tags keeps keys beyond the iTunes set (ai_generated, AIGC...).
     run_ffmpeg(["-f", "concat", "-safe", "0", "-i", listing.name, "-i", media_input(sound),
                 "-map", "0:v", "-map", "1:a", "-c", "copy",
                 "-metadata:s:a:0", f"language={job.language.iso639_2}",
-                "-t", f"{timeline.duration:.3f}", *tags,
+                "-t", f"{timeline.duration:.3f}", *metadata_arguments(job.metadata),
                 "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", media_input(out)],
                what=f"joining the {job.language.code} video", cwd=work)

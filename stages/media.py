@@ -14,6 +14,7 @@ A playlist or a concat list posing as an .mp3 is refused unread.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -267,7 +268,6 @@ def write_video(frames: np.ndarray, fps: float, out: Path, crf: int = 16) -> Non
         what="encoding a generated clip", stdin=np.ascontiguousarray(frames).tobytes())
 
 
-FIT_MODES = ("auto", "crop", "blur", "pad")
 CROP_KEEPS = 0.75   # `auto` crops when at least this much of the picture stays in the frame
 
 
@@ -281,3 +281,11 @@ def fit_mode(requested: str, source: tuple[int, int], frame: tuple[int, int]) ->
     aspect, framed = source[0] / source[1], frame[0] / frame[1]
     kept = min(aspect, framed) / max(aspect, framed)
     return "crop" if kept >= CROP_KEEPS - 1e-6 else "blur"
+
+
+def size_at_aspect(width: int, height: int, area: int, multiple: int) -> tuple[int, int]:
+    """About `area` pixels at the aspect of `width` x `height`, both sides multiples of
+    `multiple` (rounded down, so within the budget)."""
+    aspect = height / width
+    return (max(multiple, round(math.sqrt(area / aspect)) // multiple * multiple),
+            max(multiple, round(math.sqrt(area * aspect)) // multiple * multiple))

@@ -32,6 +32,7 @@ from stages.compose import (
     encode_segments,
     link_segments,
     master_sound,
+    metadata_arguments,
 )
 from stages.media import media_input, run_ffmpeg
 from stages.subtitles import to_srt
@@ -83,16 +84,19 @@ def picture_job(jobs: dict[str, ComposeJob], order: list[str]) -> ComposeJob:
         notice=notice, label=" · ".join(labels) if labels else None)
 
 
-def compose_multitrack(jobs: dict[str, ComposeJob], default: str, out: Path,
-                       store: AssetStore, metadata: dict[str, str],
-                       on_progress: Callable[[float], None] | None = None,
+def track_order(languages: list[str], default: str) -> list[str]:
+    """The file's tracks: `default` first (the default track), then the others as built."""
+    return [default, *[lang for lang in languages if lang != default]]
+
+
+def compose_multitrack(jobs: dict[str, ComposeJob], picture: ComposeJob, out: Path,
+                       store: AssetStore, on_progress: Callable[[float], None] | None = None,
                        seal: Callable[[Path], None] | None = None) -> MultitrackResult:
-    """Write `out`: the shared picture, and an AAC and a mov_text track per language of
-    `jobs` (`default` first and marked default)."""
-    order = [default, *sorted(lang for lang in jobs if lang != default)]
+    """Write `out`: the shared `picture` (`picture_job`, with the file's tags), and an AAC and
+    a mov_text track per language of `jobs`, in their order (the first the default)."""
+    order = list(jobs)
     timelines = shared_timelines(jobs)
-    picture = dataclasses.replace(picture_job(jobs, order), metadata=metadata)
-    shared = Timeline(slots=timelines[default].slots, cues=[])
+    shared = Timeline(slots=timelines[order[0]].slots, cues=[])
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}multitrack-", dir=out.parent)).absolute()
     try:
@@ -133,9 +137,7 @@ def _join(picture: ComposeJob, timeline: Timeline, order: list[str],
             tracks += [f"-metadata:s:{kind}:{n}", f"language={language.iso639_2}",
                        f"-metadata:s:{kind}:{n}", f"title={language.name}",
                        f"-disposition:{kind}:{n}", "default" if n == 0 else "0"]
-    tags = [item for key, value in picture.metadata.items()
-            for item in ("-metadata", f"{key}={value}")]
     run_ffmpeg([*inputs, *maps, "-c:v", "copy", "-c:a", "copy", "-c:s", "mov_text", *tracks,
-                "-t", f"{timeline.duration:.3f}", *tags,
+                "-t", f"{timeline.duration:.3f}", *metadata_arguments(picture.metadata),
                 "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", media_input(out)],
                what="joining the multi-language video", cwd=work)

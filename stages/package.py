@@ -19,10 +19,12 @@ What the LMS records:
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree
@@ -63,9 +65,29 @@ class PackageOptions:
     complete_at: float = 0.95          # share of the video watched that completes it
     require_full_watch: bool = False   # no seeking past what was not watched
     lrs_endpoint: str | None = None    # xAPI: where statements go unless the launch says
-    lrs_auth: str | None = None        # xAPI: the Authorization header value, if any
+    lrs_auth: str | None = None        # xAPI: its Authorization header; $SOPREEL_LRS_AUTH
     activity_id: str | None = None     # xAPI: the activity's IRI (default urn:sopreel:<id>)
     only: list[str] | None = None      # languages to include; None: every one built
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise SopreelError(f"Unknown package format {self.format!r}; expected one of: "
+                               f"{', '.join(FORMATS)}")
+        if not 0 < self.complete_at <= 1:
+            raise SopreelError("The share watched that completes the training must be above "
+                               f"0 and at most 100%, got {self.complete_at * 100:g}%")
+        if self.lrs_endpoint and self.format != "xapi":
+            raise SopreelError("An LRS is for the xapi format (SCORM reports to the LMS that "
+                               "launches it)")
+
+    @property
+    def lrs(self) -> dict[str, str | None] | None:
+        """Where xAPI statements go unless the launch says: the endpoint and its key (written
+        into the package, so readable by whoever has it)."""
+        if not self.lrs_endpoint:
+            return None
+        return {"endpoint": self.lrs_endpoint,
+                "auth": self.lrs_auth or os.environ.get("SOPREEL_LRS_AUTH")}
 
 
 @dataclass(frozen=True)
@@ -86,7 +108,6 @@ class Package:
     path: Path
     format: str
     languages: list[str]
-    files: list[str]
     size_bytes: int
     quiz_questions: int
     warnings: list[str] = field(default_factory=list)
@@ -132,7 +153,7 @@ def package(loaded: LoadedScript, out_dir: Path, options: PackageOptions,
         if problems:   # never left in place: the temporary file is removed
             raise SopreelError("The package came out incomplete: " + "; ".join(problems))
     return Package(path=out, format=options.format, languages=[t.code for t in tracks],
-                   files=sorted(files) + sorted(media), size_bytes=out.stat().st_size,
+                   size_bytes=out.stat().st_size,
                    quiz_questions=len(script.quiz.questions) if script.quiz else 0,
                    warnings=warnings)
 
@@ -218,8 +239,7 @@ def player_config(loaded: LoadedScript, tracks: list[Track], default: str,
                        "notice": t.notice, "duration": t.duration_s} for t in tracks],
         "completeAt": options.complete_at, "requireFullWatch": options.require_full_watch,
         "quiz": quiz,
-        "lrs": ({"endpoint": options.lrs_endpoint, "auth": options.lrs_auth}
-                if options.lrs_endpoint else None),
+        "lrs": options.lrs,
         "activityId": options.activity_id or f"urn:sopreel:{script.id}",
         "strings": {code: strings[code] for code in strings
                     if code == "en" or any(t.code == code for t in tracks)},
@@ -231,8 +251,6 @@ def _player_files(config: dict[str, Any], tracks: list[Track],
                   default: str) -> dict[str, bytes]:
     """index.html with the configuration inside it (no request needed to read it), the script
     and the style sheet."""
-    from html import escape
-
     title = next(t.title for t in tracks if t.code == default)
     # Inside <script>, only "</" could end the element early: escaped as "<\/".
     embedded = json.dumps(config, ensure_ascii=False, indent=1).replace("</", "<\\/")

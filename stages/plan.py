@@ -51,7 +51,13 @@ from stages.errors import ConsentError, NotCached, SopreelError, Work, first_lin
 from stages.languages import Language
 from stages.licenses import WeightsUse, parse_use, refuse_noncommercial
 from stages.manifest import built_languages, unreadable_manifest
-from stages.multitrack import MULTITRACK_NAME, MultitrackResult, compose_multitrack, picture_job
+from stages.multitrack import (
+    MULTITRACK_NAME,
+    MultitrackResult,
+    compose_multitrack,
+    picture_job,
+    track_order,
+)
 from stages.music.bed import windows_needed
 from stages.paths import voices_dir
 from stages.profile import REGISTRIES, Profile
@@ -630,28 +636,28 @@ def make_multitrack(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
                     on_progress: Callable[[float], None] | None = None) -> MultitrackResult:
     """One MP4 with every language of the build (`stages.multitrack`): the script's language
     first and the default; stamped and signed like a one-language video."""
-    languages = plan.languages
     script = plan.loaded.script
-    default = script.language if script.language in languages else languages[0]
+    order = track_order(plan.languages,
+                        script.language if script.language in plan.languages
+                        else plan.languages[0])
     jobs = {lang: compose_job(plan, lang, stills, clips, narrations[lang], bed,
-                              notices.get(lang)) for lang in languages}
-    made_of = [*stills, *clips, *(a for lang in languages for a in narrations[lang]),
-               *([bed] if bed else []), *(a for a in notices.values() if a)]
+                              notices.get(lang)) for lang in order}
+    made_of = _made_of(stills, clips, [a for lang in order for a in narrations[lang]], bed,
+                       None) + [a for a in notices.values() if a]
     out = plan.out_dir / MULTITRACK_NAME
-    picture = picture_job(jobs, [default, *[lang for lang in languages if lang != default]])
     notice = " / ".join(dict.fromkeys(job.notice.text for job in jobs.values() if job.notice))
-    metadata = mp4_tags(title=script.title, notice=notice, source_type=_source_type(made_of),
-                        producer=plan.profile.disclosure.producer,
-                        produce_id=_produce_id(script.id, "+".join(languages), made_of))
-    done, key, marks = _finished(plan, "multitrack", {"jobs": jobs, "default": default,
+    picture = dataclasses.replace(picture_job(jobs, order), metadata=mp4_tags(
+        title=script.title, notice=notice, source_type=_source_type(made_of),
+        producer=plan.profile.disclosure.producer,
+        produce_id=_produce_id(script.id, "+".join(order), made_of)))
+    done, key, marks = _finished(plan, "multitrack", {"jobs": jobs, "order": order,
                                                       "multitrack": MULTITRACK_VERSION},
                                  made_of, plan.out_dir / ".multitrack.json", {"video": out},
                                  "the multi-language video", picture)
     if done:
         return MultitrackResult(video=out, cached=True, **done["result"])
-    marks["tags"] = metadata
     with reported(plan.work("compose", language="all")):
-        result = compose_multitrack(jobs, default, out, plan.store, metadata, on_progress,
+        result = compose_multitrack(jobs, picture, out, plan.store, on_progress,
                                     seal=_sealer(plan, marks, f"{script.title} (all languages)",
                                                  made_of))
     facts = {"languages": result.languages, "duration_s": result.duration_s,

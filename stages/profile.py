@@ -25,7 +25,6 @@ narrate:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stages import animate, images, music, narrate, translate
 from stages.disclosure import DisclosureOptions
 from stages.errors import Problem, ProfileError, SopreelError, UnknownNameError
+from stages.media import size_at_aspect
 from stages.paths import PROFILES
 from stages.provenance import ProvenanceOptions
 from stages.registry import BackendOptions, KeepsCacheKeys, Registry
@@ -212,9 +212,7 @@ def frame_size(width: int, height: int, frame: tuple[int, int],
     aspect = frame[1] / frame[0]
     if abs(height / width - aspect) <= 0.01 * aspect:
         return width, height
-    area = width * height
-    return (max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple),
-            max(multiple, round(math.sqrt(area * aspect) / multiple) * multiple))
+    return size_at_aspect(*frame, width * height, multiple)
 
 
 def _multiple_of(model: type[BaseModel], name: str) -> int:

@@ -12,7 +12,6 @@ read on the first segment that is not cached and released when the stage ends.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,7 +30,7 @@ from stages.diffusion import (
     step_reporter,
 )
 from stages.images import read_rgb
-from stages.media import write_video
+from stages.media import size_at_aspect, write_video
 from stages.models import LOAD_ERRORS, ModelSource
 
 SIDE_MULTIPLE = 16   # VAE downsampling (8) x transformer patch (2)
@@ -41,9 +40,7 @@ def size_bucket(width: int, height: int, area: int, multiple: int = SIDE_MULTIPL
                                                                                              int]:
     """The frame for an image of `width` x `height`: about `area` pixels, the same aspect
     ratio, both sides multiples of `multiple` (as the Wan model card computes it)."""
-    aspect = height / width
-    return (max(multiple, round(math.sqrt(area / aspect)) // multiple * multiple),
-            max(multiple, round(math.sqrt(area * aspect)) // multiple * multiple))
+    return size_at_aspect(width, height, area, multiple)
 
 
 class VideoDiffusionOptions(AnimateOptions, DiffusionOptions):
