@@ -281,16 +281,17 @@ def open_ledger(voices: Path, _appending: bool = False) -> Ledger:
     # The witness first: whatever it names was written to the ledger before it, so the file
     # read next holds it even while another process appends.
     seen = _witnessed().get(trust.ledger_id)
-    stat = path.stat()
-    memo = (path.resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    with _lock:
-        if memo in _verified and _verified[memo].trust == trust:
-            ledger = _verified[memo]
-        else:
-            with contextlib.nullcontext() if _appending else _locked(path, fcntl.LOCK_SH):
-                data = path.read_bytes()   # never half an appended line
-            ledger = _verify(voices, trust, data)
-            _verified[memo] = ledger
+    # The file lock before the threads' lock, as `append` takes them: the other order lets a
+    # reader and an appender in two threads (two narrations at once) wait on each other.
+    with contextlib.nullcontext() if _appending else _locked(path, fcntl.LOCK_SH):
+        stat = path.stat()   # under the lock, so the memo describes the bytes read
+        memo = (path.resolve(), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        with _lock:
+            ledger = _verified.get(memo)
+        if ledger is None or ledger.trust != trust:
+            ledger = _verify(voices, trust, path.read_bytes())   # never half an appended line
+            with _lock:
+                _verified[memo] = ledger
     _check_witness(ledger, seen)
     _check_local_key(ledger)
     return ledger

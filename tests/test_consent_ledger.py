@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from flows.cli import main
 from stages import ledger
+from stages.voices import check_consent, load_voice, record_synthesis
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW_STATEMENT = STATEMENT.replace("English and Chinese", "English, Chinese and Thai")
@@ -269,6 +272,54 @@ def test_two_processes_appending_at_once_lose_no_entry(anna):
     assert sorted(made) == sorted((s, f"s{i}") for s in ("build-a", "build-b") for i in range(25))
     code, audit = cli("voices", "audit", "--json", "--voices-dir", anna)
     assert code == 0 and json.loads(audit)["ledger"]["entries"] == 53
+
+
+def test_threads_checking_consent_while_another_appends_never_wait_on_each_other(
+        anna, monkeypatch):
+    """Narrations at a hosted service run side by side in one process: each checks consent
+    (reads the ledger) while another records its synthesis (appends). On a slow disk a
+    reader sees the new line before the appender has remembered it as verified."""
+    record = load_voice(anna, "anna")
+    write_line = ledger._write_line
+
+    def slow_disk(path: Path, text: str) -> None:
+        write_line(path, text)
+        time.sleep(0.02)
+
+    monkeypatch.setattr(ledger, "_write_line", slow_disk)
+
+    failures: list[BaseException] = []
+
+    def append(scenes: range) -> None:
+        for index in scenes:
+            record_synthesis(anna, record, "en", "training", "sop", f"s{index}", f"{index:064x}")
+
+    def check(times: int) -> None:
+        for _ in range(times):
+            check_consent(anna, "anna", "en", "training")
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:   # reported by the assertions below
+                failures.append(exc)
+        return run
+
+    # Daemon threads: were they stuck on each other, the test must still end (and fail).
+    threads = [threading.Thread(target=guarded(lambda: append(range(0, 20))), daemon=True),
+               threading.Thread(target=guarded(lambda: append(range(20, 40))), daemon=True),
+               *[threading.Thread(target=guarded(lambda: check(60)), daemon=True)
+                 for _ in range(2)]]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), \
+        "threads reading and appending the ledger are stuck on each other"
+    assert not failures, failures
+    assert len(lines(anna)) == 3 + 40
 
 
 def test_the_key_is_kept_safe(tmp_path, recordings, monkeypatch):
