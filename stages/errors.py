@@ -86,6 +86,11 @@ class TransientError(SopreelError):
     """A failure that may pass by itself (a server restarting or overloaded): worth a retry."""
 
 
+class AboutTheWork(SopreelError):
+    """An error about one item's own content (a service refusing a scene's prompt): `reported`
+    says which scene, language and backend it was."""
+
+
 class NotCached(Exception):
     """Raised by a build step looking only in the cache (`BuildPlan.peek`) when the asset is
     not there yet, so the flow runs the step as a task."""
@@ -176,6 +181,8 @@ def reported(work: Work) -> Iterator[None]:
     out-of-memory errors (which the flows retry with more offloading) pass through unchanged."""
     try:
         yield
+    except AboutTheWork as exc:
+        raise type(exc)(f"{work.describe()}: {exc}") from None
     except (SopreelError, TimeoutError, NotCached):
         raise
     except Exception as exc:

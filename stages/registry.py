@@ -88,6 +88,11 @@ class Backend:
         for a backend that uses none (its `license` is then the program's)."""
         return [(self.model, self.license)] if self.model and self.license else []
 
+    def cost(self, request: Any) -> Any:
+        """What one request would cost by the price table (`stages.cloud.Cost`): a hosted
+        service's backends say; None for work done on this machine."""
+        return None
+
     def lighter(self) -> Backend | None:
         """The same backend set to need less accelerator memory (more offloading), for a retry
         after running out of it; None when it has no lighter setting."""
