@@ -30,7 +30,9 @@ from flows import progress, runners
 from flows.artifacts import ProgressArtifacts, publish_build, publish_problems
 from flows.settings import Operations, load_operations, operations_file
 from stages.assets import Asset
+from stages.cloud import register_secret_source
 from stages.compose import ComposeResult
+from stages.costs import priced
 from stages.errors import (
     NotCached,
     SopreelError,
@@ -273,26 +275,43 @@ def _grouped(keys: list[Any], results: list[Any]) -> dict[Any, list[Any]]:
     return groups
 
 
+def _prefect_secret(name: str) -> str:
+    """A hosted service's key kept in a Prefect Secret block (`key_secret:` in a profile)."""
+    from prefect.blocks.system import Secret
+
+    return Secret.load(name).get()
+
+
+register_secret_source(_prefect_secret)
+
+
 def _plan(script: str, profile: str, languages: list[str] | None, out: str,
           voices_dir: str | None, use: str, allow_unreviewed: bool,
-          multitrack: bool = False) -> BuildPlan:
+          multitrack: bool = False, max_cost: float | None = None) -> BuildPlan:
+    """The build's plan, priced: refused past `max_cost` or the profile's budget before any
+    request to a hosted service."""
     out_root = Path(out).absolute()
     loaded = load_for_build(script, languages, out_root, voices_dir, allow_unreviewed)
     chosen = load_profile(profile)
     if multitrack:   # `--multitrack` on the command line: as if the profile said so
         chosen = dataclasses.replace(chosen, multitrack=True)
-    return plan_build(loaded, chosen, out_root, use=use, voices_folder=voices_dir)
+    plan, estimate = priced(plan_build(loaded, chosen, out_root, use=use,
+                                       voices_folder=voices_dir), max_cost)
+    for line in estimate.describe():
+        get_run_logger().info("%s: %s", loaded.script.id, line.strip())
+    return plan
 
 
 def _plans(scripts: list[str], languages: list[str] | None, profile: str, out: str,
            voices_dir: str | None, use: str, allow_unreviewed: bool,
-           multitrack: bool = False) -> tuple[list[BuildPlan], list[str]]:
+           multitrack: bool = False,
+           max_cost: float | None = None) -> tuple[list[BuildPlan], list[str]]:
     """A plan for every script that can be built, and what is wrong with the others."""
     plans, problems = [], []
     for script in scripts:
         try:
             plans.append(_plan(script, profile, languages, out, voices_dir, use,
-                               allow_unreviewed, multitrack))
+                               allow_unreviewed, multitrack, max_cost))
         except SopreelError as exc:
             problems.append(str(exc))
     ids = [plan.loaded.script.id for plan in plans]
@@ -395,7 +414,7 @@ def _build(run: _Run) -> dict[str, dict[str, Any]]:
 def build_video(script: str, profile: str = "draft", languages: list[str] | None = None,
                 out: str = "outputs", voices_dir: str | None = None,
                 use: str = DEFAULT_USE, allow_unreviewed: bool = False,
-                multitrack: bool = False) -> dict[str, Any]:
+                multitrack: bool = False, max_cost: float | None = None) -> dict[str, Any]:
     """Build a training video per language from a sopreel script.
 
     Args:
@@ -407,9 +426,12 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
         use: What the video is for; a cloned voice's consent must cover it.
         allow_unreviewed: Build machine translations nobody has approved yet (a preview).
         multitrack: Also one MP4 with every language (OUT/<script id>/multitrack.mp4).
+        max_cost: Most the build may cost at hosted services, in USD (templates/prices.yaml);
+            refused before any request when the estimate is higher. Empty: the profile's
+            budget, if any.
     """
     plan = _plan(script, profile, languages or None, out, voices_dir, use, allow_unreviewed,
-                 multitrack)
+                 multitrack, max_cost)
     get_run_logger().info("Building %s: %d scenes in %s with the %s profile",
                           plan.loaded.script.id, len(plan.scenes), ", ".join(plan.languages),
                           plan.profile.name)
@@ -422,7 +444,8 @@ def build_video(script: str, profile: str = "draft", languages: list[str] | None
 @flow(name="dub-batch", task_runner=runners.task_runner(), log_prints=True)
 def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
               out: str = "outputs", voices_dir: str | None = None, use: str = DEFAULT_USE,
-              allow_unreviewed: bool = False, multitrack: bool = False) -> dict[str, Any]:
+              allow_unreviewed: bool = False, multitrack: bool = False,
+              max_cost: float | None = None) -> dict[str, Any]:
     """Add languages to many scripts at once: only narration and compositing are new.
 
     Images and clips come from the cache (made once if a script was never built). Every
@@ -438,9 +461,10 @@ def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
         use: What the videos are for; a cloned voice's consent must cover it.
         allow_unreviewed: Build machine translations nobody has approved yet (a preview).
         multitrack: Also one MP4 per script with every language built (multitrack.mp4).
+        max_cost: Most each script may cost at hosted services, in USD, as for build-video.
     """
     plans, problems = _plans(scripts, languages, profile, out, voices_dir, use,
-                             allow_unreviewed, multitrack)
+                             allow_unreviewed, multitrack, max_cost)
     if problems:
         raise SopreelError("\n".join(["Nothing was dubbed:", *problems]))
     get_run_logger().info("Dubbing %d scripts into %s", len(plans), ", ".join(languages))
@@ -454,7 +478,8 @@ def dub_batch(scripts: list[str], languages: list[str], profile: str = "draft",
 
 @flow(name="build-all", task_runner=runners.task_runner(), log_prints=True)
 def build_all(folder: str = "templates", profile: str = "draft", out: str = "outputs",
-              voices_dir: str | None = None, use: str = DEFAULT_USE) -> dict[str, Any]:
+              voices_dir: str | None = None, use: str = DEFAULT_USE,
+              max_cost: float | None = None) -> dict[str, Any]:
     """Build every script under a folder, each in all its languages (the nightly build).
 
     Unchanged scripts cost nothing: every asset and video comes from the cache. A script
@@ -466,9 +491,11 @@ def build_all(folder: str = "templates", profile: str = "draft", out: str = "out
         out: Output folder, as for build-video.
         voices_dir: Folder of enrolled voices; empty: $SOPREEL_VOICES_DIR, else voices/.
         use: What the videos are for; a cloned voice's consent must cover it.
+        max_cost: Most each script may cost at hosted services, in USD, as for build-video.
     """
     scripts = [str(path) for path in find_scripts(Path(folder))]
-    plans, problems = _plans(scripts, None, profile, out, voices_dir, use, False)
+    plans, problems = _plans(scripts, None, profile, out, voices_dir, use, False,
+                             max_cost=max_cost)
     get_run_logger().info("Building %d of %d scripts under %s", len(plans), len(scripts), folder)
     built = build_plans(plans, "build-all") if plans else Built({}, {})
     problems += built.problems()

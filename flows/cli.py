@@ -97,17 +97,28 @@ def _run_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _check(script: Path, profile: str, languages: list[str] | None, voices_dir: str | None,
-           use: str, allow_unreviewed: bool = False) -> tuple[Any, dict[str, Any]]:
-    """Script, profile, consent and narrator checks, before Prefect is imported."""
+           use: str, allow_unreviewed: bool = False, out: str = "outputs",
+           max_cost: float | None = None) -> tuple[Any, dict[str, Any]]:
+    """Script, profile, consent and narrator checks, before Prefect is imported; the cost at
+    hosted services shown (and refused past `max_cost` or the profile's budget)."""
+    from stages.costs import priced
     from stages.plan import plan_build
     from stages.profile import load_profile
     from stages.script import load_script
 
     loaded = load_script(script, only_languages=languages, voices=voices_dir,
                          allow_unreviewed=allow_unreviewed)
-    plan = plan_build(loaded, load_profile(profile), Path("outputs"), use=use,
-                      voices_folder=voices_dir)
+    plan, estimate = priced(plan_build(loaded, load_profile(profile), Path(out).absolute(),
+                                       use=use, voices_folder=voices_dir), max_cost)
+    for line in estimate.describe():
+        click.echo(line)
     return loaded, plan.voicing
+
+
+MAX_COST = click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+                        help="Most the build may cost at hosted services, in USD "
+                             "(templates/prices.yaml); refused before any request if the "
+                             "estimate is higher.")
 
 
 @main.command()
@@ -145,19 +156,22 @@ def validate(script: Path, profile: str | None, langs: str | None,
 @click.option("--multitrack", is_flag=True,
               help="Also one MP4 with every language: a shared picture, an audio and a "
                    "subtitle track per language (OUT/<script id>/multitrack.mp4).")
+@MAX_COST
 @_run_options
 @_clean_errors
 def build(script: Path, profile: str, langs: str | None, out: str, multitrack: bool,
-          voices_dir: str | None, use: str, allow_unreviewed: bool, verbose: bool) -> None:
+          max_cost: float | None, voices_dir: str | None, use: str, allow_unreviewed: bool,
+          verbose: bool) -> None:
     """Build the training video for SCRIPT, one per language."""
     languages = _split_langs(langs)
-    _check(script, profile, languages, voices_dir, use, allow_unreviewed)   # fail fast
+    _check(script, profile, languages, voices_dir, use, allow_unreviewed, out,
+           max_cost)   # fail fast
     voices = str(Path(voices_dir).absolute()) if voices_dir else None
     folder = _output_folder(out)
     result = _run_with_progress(lambda: _build_flow()(
         script=str(script.absolute()), profile=profile, languages=languages,
         out=folder, voices_dir=voices, use=use,
-        allow_unreviewed=allow_unreviewed, multitrack=multitrack), verbose)
+        allow_unreviewed=allow_unreviewed, multitrack=multitrack, max_cost=max_cost), verbose)
     for lang, video in result["outputs"].items():
         click.echo(f"{lang}: {video}")
     if "multitrack" in result:
@@ -172,10 +186,11 @@ def build(script: Path, profile: str, langs: str | None, out: str, multitrack: b
 @PROFILE
 @click.option("--out", default="outputs", show_default=True, type=click.Path(file_okay=False),
               help="Output folder, as for build.")
+@MAX_COST
 @_run_options
 @_clean_errors
-def dub(scripts: tuple[Path, ...], langs: str, profile: str, out: str, voices_dir: str | None,
-        use: str, allow_unreviewed: bool, verbose: bool) -> None:
+def dub(scripts: tuple[Path, ...], langs: str, profile: str, out: str, max_cost: float | None,
+        voices_dir: str | None, use: str, allow_unreviewed: bool, verbose: bool) -> None:
     """Add languages to many scripts at once (the `dub-batch` flow).
 
     Images and clips come from the cache of earlier builds, so a new language costs only its
@@ -186,7 +201,7 @@ def dub(scripts: tuple[Path, ...], langs: str, profile: str, out: str, voices_di
     problems = []
     for script in scripts:
         try:
-            _check(script, profile, languages, voices_dir, use, allow_unreviewed)
+            _check(script, profile, languages, voices_dir, use, allow_unreviewed, out, max_cost)
         except SopreelError as exc:
             problems.append(str(exc))
     if problems:
@@ -198,7 +213,7 @@ def dub(scripts: tuple[Path, ...], langs: str, profile: str, out: str, voices_di
         from flows.build import dub_batch
         return dub_batch(scripts=[str(s.absolute()) for s in scripts], languages=languages,
                          profile=profile, out=folder, voices_dir=voices,
-                         use=use, allow_unreviewed=allow_unreviewed)
+                         use=use, allow_unreviewed=allow_unreviewed, max_cost=max_cost)
 
     for script_id, result in _run_with_progress(work, verbose).items():
         for lang, video in result["outputs"].items():
@@ -579,6 +594,34 @@ def voices_transcript(voice_id: str, text: str, voices_dir: str | None) -> None:
                f"#{record.ledger.latest.entry}).")
 
 
+@voices.command("link")
+@click.argument("voice_id", metavar="ID")
+@click.option("--service", type=click.Choice(["elevenlabs"]), default="elevenlabs",
+              show_default=True, help="The service that keeps the clone.")
+@click.option("--voice-id", "service_voice", default=None,
+              help="The clone's voice id at the service (ElevenLabs > Voices > the voice > ID).")
+@click.option("--unlink", is_flag=True, help="Remove the link instead.")
+@VOICES_DIR
+@_clean_errors
+def voices_link(voice_id: str, service: str, service_voice: str | None, unlink: bool,
+                voices_dir: str | None) -> None:
+    """Link the clone of this person a service keeps (an ElevenLabs voice) to their enrolment.
+
+    The service's narrator then speaks in it only while this voice's consent covers the
+    language and use, checked before every request; revoking the consent stops it."""
+    from stages import paths
+    from stages.errors import SopreelError
+    from stages.voices import link_service_voice
+
+    if unlink == (service_voice is not None):
+        raise SopreelError("Give --voice-id to link a voice, or --unlink to remove the link.")
+    record = link_service_voice(paths.voices_dir(voices_dir), voice_id, service,
+                                None if unlink else service_voice)
+    done = (f"Linked {service} voice {service_voice} to" if service_voice
+            else f"Unlinked the {service} voice of")
+    click.echo(f"{done} '{record.id}' (ledger entry #{record.ledger.latest.entry}).")
+
+
 @voices.command("list")
 @VOICES_DIR
 @_clean_errors
@@ -618,6 +661,8 @@ def voices_show(voice_id: str, voices_dir: str | None) -> None:
             ("reference", f"{record.reference.file} ({record.reference.seconds} s, sha256 "
                           f"{record.reference.sha256[:16]}...)"),
             ("transcript", voice_records.reference_text(folder, record) or "none recorded"),
+            ("services", ", ".join(f"{k} voice {v}" for k, v in record.services.items())
+                         or "none linked"),
             ("consent", f"{c.recording.file} ({c.recording.seconds} s, sha256 "
                         f"{c.recording.sha256[:16]}...)"),
             ("statement", c.statement), ("organisation", c.organisation or "-"),

@@ -78,6 +78,8 @@ class Manifest(BaseModel):
     notices: dict[str, AssetEntry] = Field(default_factory=dict)   # the spoken AI notice
     multitrack: dict[str, Any] | None = None   # the one file with every language, when made
     use: dict[str, Any] = Field(default_factory=dict)   # purpose, and whether commercial
+    # Hosted services: the estimate made before any request, what was spent, API usage.
+    cost: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list)
 
 

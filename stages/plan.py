@@ -28,6 +28,7 @@ from stages.assets import (
     sweep_temporaries,
     write_text_atomic,
 )
+from stages.cloud import summed
 from stages.compose import (
     ComposeJob,
     ComposeResult,
@@ -97,6 +98,7 @@ class BuildPlan:
     commercial: bool = False        # only weights licensed for commercial use
     signing: Signing | None = None  # who signs the videos' Content Credentials, if anyone
     peek: bool = False              # steps only look in the cache (see `peeking`)
+    cost_estimate: dict[str, Any] | None = None   # at hosted services (`stages.costs`)
 
     @property
     def enrolled_voice(self) -> bool:
@@ -256,14 +258,27 @@ def check_voice(plan: BuildPlan) -> dict[str, narrate.VoicePlan]:
         voice = plan.loaded.script.voice
         untold = [lang for lang, narrator in narrators.items()
                   if voicing[lang].clones and narrator.needs_reference_text]
-        if untold and voices.reference_text(plan.voices_dir,
-                                            voices.load_voice(plan.voices_dir, voice)) is None:
+        record = voices.load_voice(plan.voices_dir, voice)
+        for lang, narrator in narrators.items():
+            if voicing[lang].clones and narrator.links_voice:
+                linked_voice(record, narrator.links_voice, lang)
+        if untold and voices.reference_text(plan.voices_dir, record) is None:
             raise SopreelError(
                 f"Voice '{voice}': the {narrators[untold[0]].name} narrator of "
                 f"{', '.join(untold)} clones from the reference recording and its transcript, "
                 f"and none was recorded. Add it: sopreel voices transcript {voice} --text "
                 "\"<the words spoken in the reference>\"")
     return voicing
+
+
+def linked_voice(record: voices.VoiceRecord, service: str, language: str) -> str:
+    """The id of the clone `service` keeps of this person, linked to their enrolment."""
+    if service not in record.services:
+        raise SopreelError(
+            f"Voice '{record.id}': the {service} narrator of {language} speaks the clone "
+            f"{service} keeps of this person, and none is linked to the enrolment. Link it: "
+            f"sopreel voices link {record.id} --service {service} --voice-id <its voice id>")
+    return record.services[service]
 
 
 def narrator_for(plan: BuildPlan, language: str,
@@ -327,13 +342,16 @@ def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends,
         return _produce(plan, "images", recipe, ".png",
                         lambda out: images.fit_photo(photo, out, *size, colour, fit), None,
                         seed=None)
-    request = images.ImageRequest(scene_id=scene.id, step=scene.index + 1,
-                                  steps=len(plan.scenes), visual=scene.visual, style=plan.style,
-                                  seed=scene.seed)
+    request = image_request(plan, scene)
     with reported(plan.work("images", scene)):
         return _generate(plan, "images", backend, request, ".png",
                          lambda out: backend.generate(request, out, on_progress),
                          seed=scene.seed)
+
+
+def image_request(plan: BuildPlan, scene: ScenePlan) -> images.ImageRequest:
+    return images.ImageRequest(scene_id=scene.id, step=scene.index + 1, steps=len(plan.scenes),
+                               visual=scene.visual, style=plan.style, seed=scene.seed)
 
 
 def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, narrations: list[Asset],
@@ -420,11 +438,24 @@ def _join(plan: BuildPlan, backend: animate.AnimateBackend, segments: list[Asset
     # The model's facts (pipeline, weights, steps) carry over; the segment's own do not.
     made = {key: value for key, value in first.info.items()
             if key not in ("backend", "model", "license", "fps", "frames", "seconds", "seed",
-                           "starts_with_image")}
+                           "starts_with_image", "cost", "usage", "job", "resumed")}
+    new = [s for s in segments if not s.cached and s.info.get("cost")]
+    if new:   # what the segments made for this clip cost (a reused one costs nothing)
+        facts["cost"] = summed([s.info["cost"] for s in new])
+        facts["usage"] = summed([s.info.get("usage") or {} for s in new])
     return _produce(plan, "animate", recipe, ".mp4",
                     lambda out: chain.join_segments([s.path for s in segments], coverage, fps,
                                                     options.retime, out, options.crf) | size,
                     backend, tuple(segments), **made, **facts)
+
+
+def narration_sentences(plan: BuildPlan, scene: ScenePlan | None,
+                        language: str) -> tuple[str, ...]:
+    """What is said: the scene's narration, or with no scene the AI notice."""
+    if scene is None:
+        text = plan.disclosure_text(language).notice
+        return tuple(split_sentences(text, languages.get(language)))
+    return plan.sentences(scene, language)
 
 
 def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
@@ -432,17 +463,19 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
     """One scene's narration, or with no scene the AI notice the video opens with, in the
     same voice. A cloned voice passes the consent gate first, every time, even when the
     narration is already cached: consent can be revoked between two builds."""
-    if scene is None:
-        text = plan.disclosure_text(language).notice
-        sentences = tuple(split_sentences(text, languages.get(language)))
-    else:
-        sentences = plan.sentences(scene, language)
+    sentences = narration_sentences(plan, scene, language)
     backend = narrator_for(plan, language, loaded)
-    reference, reference_text, similarity, record = None, None, None, None
+    reference, reference_text, similarity, record, service_voice = None, None, None, None, None
+    gate = None
     if plan.enrolled_voice:
-        record = voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language,
-                                      plan.use)
-        if plan.voicing[language].clones:   # a backend that clones must score the speakers
+        def gate() -> voices.VoiceRecord:
+            return voices.check_consent(plan.voices_dir, plan.loaded.script.voice, language,
+                                        plan.use)
+
+        record = gate()
+        if plan.voicing[language].clones and backend.links_voice:   # a clone a service keeps
+            service_voice = linked_voice(record, backend.links_voice, language)
+        elif plan.voicing[language].clones:   # a backend that clones must score the speakers
             if plan.peek:   # with its model: that is work for the task
                 raise NotCached(f"speaker similarity for {plan.loaded.script.voice}")
             folder = voices.voice_folder(plan.voices_dir, record.id)
@@ -455,11 +488,12 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
             voices.check_same_speaker(record, similarity or 0.0, threshold)
     request = narrate.NarrationRequest(sentences=sentences, language=language,
                                        voice=plan.loaded.script.voice, reference=reference,
-                                       reference_text=reference_text)
+                                       reference_text=reference_text,
+                                       service_voice=service_voice)
     def make(out: Path) -> dict[str, Any]:
         """The narration, and for a clone how much it sounds like the enrolled reference
         (the consent check's speaker encoder): evidence the voice heard is the person's."""
-        info = backend.narrate(request, out)
+        info = backend.narrate(request, out, gate)
         if reference is not None and info.get("cloned"):
             score = backend.same_speaker_score(reference, out)
             info["output_similarity"] = None if score is None else round(score, 4)
@@ -469,7 +503,7 @@ def make_narration(plan: BuildPlan, scene: ScenePlan | None, language: str,
         asset = _generate(plan, "narrate", backend, request, ".wav", make, language=language,
                           similarity=None if similarity is None else round(similarity, 4),
                           **({"notice": True} if scene is None else {}))
-    if record is not None and reference is not None and not asset.cached \
+    if record is not None and plan.voicing[language].clones and not asset.cached \
             and asset.info.get("cloned"):
         voices.record_synthesis(plan.voices_dir, record, language, plan.use,
                                 plan.loaded.script.id, scene.id if scene else "notice",

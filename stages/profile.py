@@ -51,7 +51,8 @@ REGISTRIES: dict[str, Registry[Any]] = {
 # Not a build stage: `sopreel translate` drafts translations with it. Optional in a profile.
 TRANSLATE_DEFAULT = {"backend": "transformers"}
 # Keys that are not stages: how videos are put together, marked, signed, and licensed.
-SETTINGS = ("compose", "translate", "disclosure", "provenance", "commercial", "multitrack")
+SETTINGS = ("compose", "translate", "disclosure", "provenance", "commercial", "multitrack",
+            "budget")
 
 
 class ComposeOptions(KeepsCacheKeys):
@@ -110,6 +111,7 @@ class Profile:
     commercial: bool = False      # refuse weights whose licence forbids commercial use
     multitrack: bool = False      # also one MP4 with every language (`stages.multitrack`)
     routes: dict[str, StageChoice] = field(default_factory=dict)   # language -> its narrator
+    budget: float | None = None   # most a build may cost at hosted services (USD)
 
     def narrator(self, language: str) -> StageChoice:
         """Who speaks `language`: its route (by code, then primary subtag), else the narrate
@@ -136,6 +138,8 @@ class Profile:
         described["disclosure"] = self.disclosure.model_dump(mode="json")
         described["commercial"] = self.commercial
         described["multitrack"] = self.multitrack
+        if self.budget is not None:
+            described["budget"] = self.budget
         return described
 
 
@@ -185,12 +189,26 @@ def load_profile(name_or_path: str | Path = "draft") -> Profile:
     provenance = _block(located, "provenance", ProvenanceOptions, problems)
     commercial, multitrack = (_switch(located, name, problems)
                               for name in ("commercial", "multitrack"))
+    budget = _budget(located, problems)
     if problems:
         raise ProfileError(path, problems)
     return Profile(name=path.stem, path=path, stages=stages, compose=compose,
                    translate=translate_choice, disclosure=disclosure,
                    provenance=provenance,
-                   commercial=commercial, multitrack=multitrack, routes=routes)
+                   commercial=commercial, multitrack=multitrack, routes=routes,
+                   budget=budget)
+
+
+def _budget(located: LocatedYaml, problems: list[Problem]) -> float | None:
+    """`budget`: the most one build may cost at hosted services, in the price table's USD."""
+    value = located.data.get("budget")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        problems.append(Problem(located.line(("budget",)), "budget",
+                                f"expected an amount in USD, like 5.00, got {value!r}"))
+        return None
+    return float(value)
 
 
 def _switch(located: LocatedYaml, name: str, problems: list[Problem]) -> bool:

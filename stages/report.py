@@ -8,6 +8,7 @@ from typing import Any
 from stages import voices
 from stages.assets import Asset
 from stages.compose import ComposeResult
+from stages.costs import spent
 from stages.disclosure import source_type_uri, texts_for
 from stages.licenses import allows_commercial
 from stages.manifest import AssetEntry, Manifest, OutputEntry, SceneEntry
@@ -83,10 +84,19 @@ def build_manifest(plan: BuildPlan, stills: list[Asset], clips: list[Asset],
         notices=spoken,
         multitrack=_multitrack_entry(multitrack, root) if multitrack else None,
         use={"purpose": plan.use, "commercial": plan.commercial},
+        cost=_cost(plan, every),
         warnings=[*script.warnings, *_asset_warnings(scenes),
                   *_voice_warnings(plan, narrations),
                   *_reading_warnings(videos), *_trust_warnings(plan, licenses)],
     )
+
+
+def _cost(plan: BuildPlan, every: list[Asset]) -> dict[str, Any] | None:
+    """At hosted services: the estimate the build started with, and what it spent."""
+    made = spent(every)
+    if plan.cost_estimate is None and not made["services"]:
+        return None
+    return {"estimate": plan.cost_estimate, "spent": made}
 
 
 def _multitrack_entry(result: MultitrackResult, root: Path) -> dict[str, Any]:

@@ -44,6 +44,25 @@ def _state(cached: bool) -> str:
     return "reused" if cached else "new"
 
 
+def _cost_lines(cost: dict | None) -> list[str]:
+    """Hosted services: estimated before the build, spent by it, and the usage they reported."""
+    if not cost:
+        return []
+    estimate, spent = cost.get("estimate") or {}, cost["spent"]
+    lines = ["", "## Hosted services", "",
+             f"Spent ${spent['total_usd']:.2f} (estimated ${estimate.get('total_usd', 0):.2f} "
+             f"at the prices of {estimate.get('prices_as_of', '-')}).", "",
+             "| service | spent | estimated | new | reused | usage reported |",
+             "|---|---|---|---|---|---|"]
+    for name in sorted({*estimate.get("services", {}), *spent["services"]}):
+        planned = estimate.get("services", {}).get(name, {})
+        made = spent["services"].get(name, {})
+        usage = ", ".join(f"{k} {v:g}" for k, v in spent["usage"].get(name, {}).items())
+        lines.append(f"| {name} | ${made.get('usd', 0):.2f} | ${planned.get('usd', 0):.2f} | "
+                     f"{made.get('new', 0)} | {planned.get('cached', 0)} | {usage or '-'} |")
+    return lines
+
+
 def summary_markdown(manifest: Manifest, links: dict[str, str]) -> str:
     """What a reviewer checks first: the videos, their lengths and loudness, warnings, whose
     voice speaks and on what consent, what was made anew, and the disclosure."""
@@ -71,6 +90,7 @@ def summary_markdown(manifest: Manifest, links: dict[str, str]) -> str:
     for lang, spoken in voice.get("spoken", {}).items():
         lines.append(f"- {lang}: {spoken.get('voice')}"
                      + (" (cloned)" if spoken.get("cloned") else ""))
+    lines += _cost_lines(manifest.cost)
     lines += ["", "## Warnings", ""]
     lines += [f"- {warning}" for warning in manifest.warnings] or ["None."]
     lines += ["", "## Disclosure", "", manifest.disclosure]

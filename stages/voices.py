@@ -13,6 +13,7 @@ a refused or interrupted enrolment leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -100,6 +101,9 @@ class VoiceRecord(BaseModel):
     reference: Recording
     consent: Consent
     ledger: LedgerCitations
+    # A clone a hosted service keeps for this person (service -> its voice id), linked with
+    # `sopreel voices link`: it speaks under this consent, gated like a local clone.
+    services: dict[str, str] = Field(default_factory=dict)
 
     def describe(self) -> dict:
         """The facts a manifest records: enough to audit the consent, no personal recordings."""
@@ -123,16 +127,18 @@ class VoiceState:
     latest: ledger.Entry
     erased: date | None
     consent_recordings: frozenset[str]   # every consent recording this voice ever gave
+    services: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def view(self, name: str, statement: str, ledger_id: str) -> VoiceRecord:
         return VoiceRecord(id=self.id, name=name, reference=self.reference,
+                           services=dict(self.services),
                            consent=self.consent.model_copy(update={"statement": statement}),
                            ledger=LedgerCitations(id=ledger_id,
                                                   consent=Citation(**self.authorised_by.cite()),
                                                   latest=Citation(**self.latest.cite())))
 
 
-STATE_EVENTS = ("enrol", "consent", "terms", "transcript", "revoke", "erase")
+STATE_EVENTS = ("enrol", "consent", "terms", "transcript", "service", "revoke", "erase")
 TRANSCRIPT_FILE = "reference.txt"
 
 
@@ -157,6 +163,11 @@ def voice_state(book: ledger.Ledger, voice_id: str) -> VoiceState | None:
         elif entry.event == "transcript":
             state["reference"] = {**state["reference"],
                                   "transcript_sha256": body["transcript_sha256"]}
+        elif entry.event == "service":
+            services = {k: v for k, v in state.get("services", {}).items()
+                        if k != body["service"]}
+            state["services"] = services | ({body["service"]: body["service_voice"]}
+                                            if body.get("service_voice") else {})
         elif entry.event == "revoke":
             state["consent"] = {**state["consent"], "revoked": body["on"],
                                 "revoked_reason": body.get("reason")}
@@ -169,7 +180,7 @@ def voice_state(book: ledger.Ledger, voice_id: str) -> VoiceState | None:
     consent = Consent(statement="-", **state["consent"])
     return VoiceState(voice_id, state["name_sha256"], Recording(**state["reference"]), consent,
                       state["authorised_by"], state["latest"], state["erased"],
-                      frozenset(recordings))
+                      frozenset(recordings), state.get("services", {}))
 
 
 def today() -> date:
@@ -347,6 +358,29 @@ def set_transcript(voices: Path, voice_id: str, text: str) -> VoiceRecord:
     write_text_atomic(folder / TRANSCRIPT_FILE, text)
     updated = _view(voices, voice_id, record.name, record.consent.statement)
     _write_record(folder, updated)
+    return updated
+
+
+SERVICE_VOICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def link_service_voice(voices: Path, voice_id: str, service: str,
+                       service_voice: str | None) -> VoiceRecord:
+    """Link the clone a hosted service keeps of this person (`None` unlinks it): signed into
+    the ledger, so a narrator of that service may speak it under this voice's consent."""
+    record = load_voice(voices, voice_id)
+    if service_voice is not None and not SERVICE_VOICE_ID.fullmatch(service_voice):
+        raise SopreelError(f"--voice-id {service_voice!r}: expected the service's voice id "
+                           "(letters, digits, - and _).")
+    if service_voice is not None and record.consent.revoked is not None:
+        raise ConsentError(f"Voice '{voice_id}' was revoked on "
+                           f"{record.consent.revoked.isoformat()}; it will not speak again.")
+    if service_voice is None and service not in record.services:
+        raise SopreelError(f"Voice '{voice_id}' has no {service} voice linked.")
+    ledger.append(voices, organisation_key(voices), "service", voice=voice_id,
+                  service=service, service_voice=service_voice)
+    updated = _view(voices, voice_id, record.name, record.consent.statement)
+    _write_record(voice_folder(voices, voice_id), updated)
     return updated
 
 

@@ -59,6 +59,7 @@ BACKENDS.register("storyboard", "stages.images.storyboard:StoryboardBackend")
 BACKENDS.register("diffusers", "stages.images.diffusers:DiffusersBackend")
 BACKENDS.register("a1111", "stages.images.webui:A1111Backend")
 BACKENDS.register("comfyui", "stages.images.webui:ComfyUIBackend")
+BACKENDS.register("openai", "stages.images.openai:OpenAIImageBackend")
 
 
 def scene_seed(script_id: str, scene_id: str) -> int:

@@ -25,13 +25,14 @@ class NarrateOptions(BackendOptions):
 
 class NarrationRequest(KeepsCacheKeys):
     model_config = ConfigDict(frozen=True)
-    added_later = ("reference_text",)
+    added_later = ("reference_text", "service_voice")
 
     sentences: tuple[str, ...] = Field(min_length=1)
     language: str
     voice: str = "stock"
     reference: Path | None = None   # the consented reference recording, when cloning
     reference_text: str | None = None   # what is said in it (signed into the ledger)
+    service_voice: str | None = None    # the clone a service keeps, linked to the enrolment
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,16 @@ class NarrateBackend(Backend):
     # Clones from the reference recording and its transcript: a voice without one is refused
     # before any work.
     needs_reference_text: ClassVar[bool] = False
+    # A hosted service that clones with a voice it keeps (ElevenLabs): the enrolment must link
+    # that voice's id (`sopreel voices link`); no reference recording leaves this machine.
+    links_voice: ClassVar[str | None] = None
 
-    def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
-        """Write a mono 48 kHz WAV to `out`; return `seconds` and `sentences` with spans."""
+    def narrate(self, request: NarrationRequest, out: Path,
+                gate: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Write a mono 48 kHz WAV to `out`; return `seconds` and `sentences` with spans.
+
+        A backend that sends requests to a service calls `gate` before each one: the consent
+        check, so a revocation stops a cloned voice between two sentences."""
         raise NotImplementedError
 
     def voice_plan(self, language: str, clone: bool) -> VoicePlan:
@@ -144,3 +152,4 @@ BACKENDS: Registry[NarrateBackend] = Registry("narrate", NarrateBackend)
 BACKENDS.register("espeak", "stages.narrate.espeak:EspeakBackend")
 BACKENDS.register("coqui", "stages.narrate.coqui:CoquiBackend")
 BACKENDS.register("omnivoice", "stages.narrate.omnivoice:OmniVoiceBackend")
+BACKENDS.register("elevenlabs", "stages.narrate.elevenlabs:ElevenLabsBackend")

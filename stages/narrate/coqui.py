@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -162,7 +163,8 @@ class CoquiBackend(NarrateBackend):
                  for model in models if Path(model).expanduser().is_dir()}
         return {**super().identity(), "model_files": files}
 
-    def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
+    def narrate(self, request: NarrationRequest, out: Path,
+                gate: Callable[[], None] | None = None) -> dict[str, Any]:
         with self._lock:
             return self._narrate(request, out)
 

@@ -7,6 +7,7 @@ is spoken as plain text, not SSML, so markup in a script is read, not obeyed.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,8 @@ class EspeakBackend(NarrateBackend):
     def load(self) -> None:
         program("espeak-ng")
 
-    def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
+    def narrate(self, request: NarrationRequest, out: Path,
+                gate: Callable[[], None] | None = None) -> dict[str, Any]:
         options: EspeakOptions = self.options  # type: ignore[assignment]
         voice = languages.get(request.language).espeak
         spoken = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,8 @@ class OmniVoiceBackend(ModelBackend, NarrateBackend):
         """Run a model built elsewhere (the GPU benchmark's random-weight one)."""
         self._slot.use(model)
 
-    def narrate(self, request: NarrationRequest, out: Path) -> dict[str, Any]:
+    def narrate(self, request: NarrationRequest, out: Path,
+                gate: Callable[[], None] | None = None) -> dict[str, Any]:
         with self._lock, self._slot.lock:
             return self._narrate(request, out)
 
