@@ -198,6 +198,22 @@ def test_keys_and_prices_are_checked_when_the_profile_is_read(fake, tmp_path, mo
     assert "prices.yaml" in unpriced.output
 
 
+def test_the_cloud_profile_prices_a_template_before_anything_is_sent(keys, tmp_path):
+    """The shipped profile, as the README shows it: the estimate per service, Thai and
+    Vietnamese routed to the ElevenLabs model that speaks them, and the budget held to."""
+    checked = run("validate", "templates/scripts/ppe-check.yaml", "--profile", "cloud")
+    assert checked.exit_code == 0, checked.output
+    lines = checked.output.splitlines()
+    assert lines[0].startswith("Estimated cost at hosted services (prices of 2026-12-02")
+    assert [line.split(":")[0].strip() for line in lines[1:4]] == \
+        ["elevenlabs", "openai-images", "runway"]
+    assert "(6 images, 6 new)" in lines[2]   # one still per scene, none made yet
+    over = run("build", "templates/scripts/ppe-check.yaml", "--profile", "cloud",
+               "--max-cost", "0.50", "--out", tmp_path / "out")
+    assert over.exit_code == 2 and "more than --max-cost ($0.50). Nothing was sent." in over.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_rate_limits_and_server_errors_are_retried_as_the_service_asks(fake):
     waits: list[float] = []
     client = ServiceClient("OpenAI", f"{fake.url}/v1", {"Authorization": "Bearer "
