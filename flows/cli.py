@@ -8,45 +8,17 @@ fails in well under a second and writes nothing.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
-from stages.errors import DISK_ERRNOS, SopreelError
-
-EXIT_INVALID = 2
-
-
-def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SopreelError as exc:
-            click.secho(f"Error: {exc}", fg="red", err=True)
-            sys.exit(EXIT_INVALID)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                message = (f"the disk is full ({exc.filename or 'while writing'}); free some "
-                           "space and build again: finished assets are reused.")
-            elif exc.errno in DISK_ERRNOS:
-                message = f"cannot write {exc.filename or 'the output'}: {exc.strerror}."
-            else:
-                raise
-            click.secho(f"Error: {message}", fg="red", err=True)
-            sys.exit(EXIT_INVALID)
-        except KeyboardInterrupt:
-            click.secho("Interrupted. Finished assets are kept; the next build reuses them.",
-                        fg="yellow", err=True)
-            sys.exit(130)
-    return wrapper
+from flows.cli_common import _clean_errors, _split_langs
+from stages.errors import SopreelError
 
 
 def _output_folder(out: str) -> str:
@@ -60,10 +32,6 @@ def _output_folder(out: str) -> str:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise SopreelError(f"--out {out}: the output folder is not writable.")
     return str(folder)
-
-
-def _split_langs(value: str | None) -> list[str] | None:
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -959,6 +927,15 @@ def server_stop() -> None:
     click.echo(f"Stopped the Prefect server at {stopped.url} (pid {stopped.pid})." if stopped
                else "No Prefect server started by sopreel was running.")
 
+
+def _add_commands() -> None:
+    """Command groups kept in modules of their own."""
+    from flows.models_cli import models
+
+    main.add_command(models)
+
+
+_add_commands()
 
 if __name__ == "__main__":
     main()

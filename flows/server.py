@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from stages.errors import SopreelError
+from stages.processes import running
 
 MODE_ENV, PORT_ENV = "SOPREEL_PREFECT_SERVER", "SOPREEL_SERVER_PORT"
 DEFAULT_PORT = 4200
@@ -152,7 +153,7 @@ def stop(home: Path | None = None) -> LocalServer | None:
     with _exclusive(home):
         found = recorded(home)
         state_file(home).unlink(missing_ok=True)
-        if found is None or found.pid is None or not _running(found.pid):
+        if found is None or found.pid is None or not running(found.pid):
             return None
         _terminate(found.pid)
         return found
@@ -164,22 +165,10 @@ def _terminate(pid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         deadline = time.monotonic() + wait
-        while _running(pid) and time.monotonic() < deadline:
+        while running(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if not _running(pid):
+        if not running(pid):
             return
-
-
-def _running(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)   # reap it when this process started it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _taken(port: int) -> bool:

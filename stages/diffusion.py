@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from stages import hub
 from stages.errors import SopreelError, first_line
+from stages.hub import HubWeights
 from stages.licenses import license_of
 from stages.models import (
     SHA256,
@@ -100,6 +102,7 @@ class PipelineSlot(ModelSlot):
 
     marker = "model_index.json"
     layout = "diffusers pipeline"
+    hub_layout = "diffusers"
     options: DiffusionOptions
 
     def quiet(self) -> None:
@@ -189,6 +192,32 @@ class Adapters:
     def licenses(self) -> list[tuple[str, str]]:
         return [(lora.model, license_of(lora.model, lora.license)) for lora in self.loras.values()]
 
+    def hub_weights(self) -> list[HubWeights]:
+        """The LoRAs that are Hub ids: the file each loads (or the repo's safetensors), one
+        entry per repo (Wan2.2's two experts' LoRAs often share one)."""
+        files: dict[str, list[str]] = {}
+        for lora in self.loras.values():
+            if locate(lora.model, "LoRA").kind == "hub":
+                files.setdefault(lora.model, []).extend([lora.weight_name] if lora.weight_name
+                                                        else [])
+        return [HubWeights(model, "files", "LoRA", license_of(model, self._license(model)),
+                           files=tuple(dict.fromkeys(names)))
+                for model, names in files.items()]
+
+    def _license(self, model: str) -> str | None:
+        return next((lora.license for lora in self.loras.values()
+                     if lora.model == model and lora.license), None)
+
+    def location(self, lora: LoraOptions) -> str:
+        """A pulled LoRA from its snapshot folder (the pulled commit, no network)."""
+        source = locate(lora.model, "LoRA")
+        if source.kind == "hub":
+            pulled = next((hub.pulled_snapshot(w) for w in self.hub_weights()
+                           if w.repo_id == lora.model), None)
+            if pulled is not None:
+                return str(pulled)
+        return source.location
+
     def facts(self, weights: dict[str, Any]) -> dict[str, Any]:
         return {name: {"model": lora.model, "weight": lora.weight,
                        "license": license_of(lora.model, lora.license), **weights[name]}
@@ -202,7 +231,7 @@ class Adapters:
                                    f"this model has none: use `lora`.")
             extra = {"load_into_transformer_2": True} if second else {}
             try:
-                pipe.load_lora_weights(locate(lora.model, "LoRA").location,
+                pipe.load_lora_weights(self.location(lora),
                                        weight_name=lora.weight_name, adapter_name=name,
                                        use_safetensors=not self.allow_pickle, **extra)
             except (OSError, ValueError) as exc:

@@ -13,6 +13,8 @@ back when the stage is done.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import re
 import threading
@@ -23,9 +25,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from stages import hub
 from stages.assets import file_sha256
 from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError, first_line
+from stages.hub import HubWeights, Layout
 from stages.licenses import license_of
 from stages.registry import BackendOptions
 
@@ -38,10 +42,17 @@ SHA256 = r"^[0-9a-f]{64}$"
 class ModelSource:
     kind: Literal["hub", "folder", "file"]
     location: str            # the Hub id, or the absolute path of the folder or file
+    snapshot: str | None = None   # a pulled Hub model: its whole snapshot in the HF cache
 
     @property
     def path(self) -> Path:
         return Path(self.location)
+
+    @property
+    def load_from(self) -> str:
+        """What to give `from_pretrained`: a pulled snapshot's folder (no network, exactly
+        the pulled commit), else the Hub id or the local path."""
+        return self.snapshot or self.location
 
 
 def locate(model: str, what: str = "model") -> ModelSource:
@@ -133,6 +144,7 @@ class ModelSlot:
 
     marker: ClassVar[str] = "config.json"
     layout: ClassVar[str] = "transformers model"
+    hub_layout: ClassVar[Layout] = "transformers"
 
     def __init__(self, options: ModelOptions, what: str):
         self.options, self.what = options, what
@@ -140,15 +152,28 @@ class ModelSlot:
         self.weights: dict[str, Any] = {}
         self.model: Any = None
         self.lock = threading.Lock()
+        self._marked = contextlib.ExitStack()
 
     @property
     def license(self) -> str:
         return license_of(self.options.model, self.options.license)
 
+    def hub_weights(self) -> list[HubWeights]:
+        """The Hub repository this slot's model comes from, if it is one (for `models pull`)."""
+        if locate(self.options.model, self.what).kind != "hub":
+            return []
+        return [HubWeights(self.options.model, self.hub_layout, self.what, self.license,
+                           self.options.revision)]
+
     def pin(self, files: bool = False) -> ModelSource:
         """Find the model and fingerprint which exact weights it is; no weights are read.
-        A profile's `sha256` must match, or nothing is loaded."""
+        A profile's `sha256` must match, or nothing is loaded. A Hub model that `models pull`
+        fetched whole is loaded from its snapshot: that commit, without asking the Hub."""
         source = self.find(files)
+        for weights in self.hub_weights():
+            snapshot = hub.pulled_snapshot(weights)
+            if snapshot is not None:
+                source = dataclasses.replace(source, snapshot=str(snapshot))
         self.source, self.weights = source, fingerprint(source, self.options.revision)
         check_pinned(self.weights, self.options.sha256, self.options.model, self.what)
         return source
@@ -172,10 +197,16 @@ class ModelSlot:
         return source
 
     def get(self, load: Callable[[ModelSource], Any]) -> Any:
-        """The model; `load(source)` reads and places it the first time."""
+        """The model; `load(source)` reads and places it the first time. A Hub model not on
+        this machine is fetched by the library, once the Hub has answered a brief probe (an
+        unreachable Hub is said in seconds, not after minutes of retries)."""
         if self.model is None:
             self.quiet()
             source = self.source or self.pin()
+            for weights in self.hub_weights():
+                if source.snapshot is None:
+                    hub.require(weights)
+                self._marked.enter_context(hub.in_use([weights.repo_id]))
             self.model = load(source)
         return self.model
 
@@ -189,6 +220,7 @@ class ModelSlot:
         """Free the model, after the generation in progress (if any) has finished."""
         with self.lock:
             self.model = None
+            self._marked.close()
         free_memory()
 
     def quiet(self) -> None:
@@ -215,7 +247,8 @@ class ModelSlot:
         assert source is not None
         if source.kind == "hub":
             revision = self.options.revision
-            commit = cached_commit(source.location, revision, self.marker)
+            commit = (Path(source.snapshot).name if source.snapshot
+                      else cached_commit(source.location, revision, self.marker))
             return {"model": source.location, "revision": commit or revision or "main"}
         return {"model": source.location, "sha256": self.weights["sha256"]}
 
@@ -240,6 +273,9 @@ class ModelBackend:
 
     def preflight(self) -> None:
         self._slot.find()
+
+    def hub_weights(self, languages: list[str]) -> list[HubWeights]:
+        return self._slot.hub_weights()
 
     def load(self) -> None:
         """Find the model and pin its weights; they are read on the first asset not cached."""

@@ -88,6 +88,11 @@ class Backend:
         for a backend that uses none (its `license` is then the program's)."""
         return [(self.model, self.license)] if self.model and self.license else []
 
+    def hub_weights(self, languages: list[str]) -> list[Any]:
+        """The Hugging Face repositories it would download for these languages
+        (`stages.hub.HubWeights`), for `sopreel models`; empty when it needs none."""
+        return []
+
     def cost(self, request: Any) -> Any:
         """What one request would cost by the price table (`stages.cloud.Cost`): a hosted
         service's backends say; None for work done on this machine."""

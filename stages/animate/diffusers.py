@@ -29,6 +29,7 @@ from stages.diffusion import (
     full_precision,
     step_reporter,
 )
+from stages.hub import HubWeights
 from stages.images import read_rgb
 from stages.media import size_at_aspect, write_video
 from stages.models import LOAD_ERRORS, ModelSource
@@ -139,7 +140,7 @@ class VideoDiffusionBackend(PipelineBackend, AnimateBackend):
         dtypes = {"default": dtype, **{name: full_precision(dtype) for name in self.full_precision}}
         try:
             return getattr(diffusers, self.pipeline_class).from_pretrained(
-                source.location, revision=self.options.revision, dtype=dtypes,
+                source.load_from, revision=self.options.revision, dtype=dtypes,
                 use_safetensors=None if self.options.allow_pickle else True)
         except LOAD_ERRORS as exc:
             raise self._slot.load_error(exc) from None
@@ -189,6 +190,9 @@ class WanBackend(VideoDiffusionBackend):
 
     def weights(self, languages: list[str]) -> list[tuple[str, str]]:
         return [*super().weights(languages), *self._adapters.licenses()]
+
+    def hub_weights(self, languages: list[str]) -> list[HubWeights]:
+        return [*super().hub_weights(languages), *self._adapters.hub_weights()]
 
     def _configure(self, pipe: Any) -> Any:
         self._adapters.load(pipe)   # before placement: offloading hooks wrap the adapters too

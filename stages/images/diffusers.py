@@ -30,6 +30,7 @@ from stages.diffusion import (
     step_reporter,
 )
 from stages.errors import DataFileError, SopreelError
+from stages.hub import HubWeights
 from stages.images import ImageBackend, ImageOptions, ImageRequest
 from stages.models import LOAD_ERRORS, ModelSource
 from stages.paths import TEMPLATES
@@ -104,6 +105,9 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
 
     def weights(self, languages: list[str]) -> list[tuple[str, str]]:
         return [*super().weights(languages), *self._adapters.licenses()]
+
+    def hub_weights(self, languages: list[str]) -> list[HubWeights]:
+        return [*super().hub_weights(languages), *self._adapters.hub_weights()]
 
     # ------------------------------------------------------------------------- generation
 
@@ -181,7 +185,7 @@ class DiffusersBackend(PipelineBackend, ImageBackend):
                 cls = getattr(diffusers, PIPELINES[options.pipeline])
             else:
                 cls = diffusers.AutoPipelineForText2Image
-            return cls.from_pretrained(source.location, revision=options.revision, dtype=dtype,
+            return cls.from_pretrained(source.load_from, revision=options.revision, dtype=dtype,
                                        use_safetensors=None if options.allow_pickle else True)
         except (*LOAD_ERRORS, SingleFileComponentError) as exc:
             hint = ""

@@ -88,7 +88,7 @@ class AceStepBackend(PipelineBackend, MusicBackend):
 
         try:   # one dtype throughout: the pipeline decodes latents in the DiT's dtype
             return AceStepPipeline.from_pretrained(
-                source.location, revision=self.options.revision, dtype=self._slot.dtype(),
+                source.load_from, revision=self.options.revision, dtype=self._slot.dtype(),
                 use_safetensors=None if self.options.allow_pickle else True)
         except LOAD_ERRORS as exc:
             raise self._slot.load_error(exc) from None

@@ -94,13 +94,13 @@ class MusicgenBackend(ModelBackend, MusicBackend):
 
         options = self.options
         try:
-            config = AutoConfig.from_pretrained(source.location, revision=options.revision)
+            config = AutoConfig.from_pretrained(source.load_from, revision=options.revision)
             if config.model_type not in MUSICGEN_TYPES:
                 raise SopreelError(f"The music model '{options.model}' is a {config.model_type} "
                                    f"model, not MusicGen ({' or '.join(MUSICGEN_TYPES)}).")
-            processor = AutoProcessor.from_pretrained(source.location, revision=options.revision)
+            processor = AutoProcessor.from_pretrained(source.load_from, revision=options.revision)
             model = AutoModelForTextToWaveform.from_pretrained(
-                source.location, revision=options.revision, dtype=self._slot.dtype(),
+                source.load_from, revision=options.revision, dtype=self._slot.dtype(),
                 use_safetensors=None if options.allow_pickle else True)
         except LOAD_ERRORS as exc:
             raise self._slot.load_error(exc) from None

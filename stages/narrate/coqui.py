@@ -25,9 +25,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from stages import hub
 from stages.assets import file_sha256
 from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError
+from stages.hub import HubWeights
 from stages.licenses import UNKNOWN, license_of
 from stages.models import SHA256, ModelSource, check_pinned, fingerprint
 from stages.narrate import (
@@ -102,6 +104,13 @@ class CoquiBackend(NarrateBackend):
             return options.license
         known = license_of(options.model)
         return XTTS_LICENSE if known == UNKNOWN and _is_xtts(options.model) else known
+
+    def hub_weights(self, languages: list[str]) -> list[HubWeights]:
+        """coqui's model list names a Hugging Face repo for XTTS (and files to leave out):
+        pulled into the HF cache, where coqui looks for it."""
+        found = [coqui_hub_weights(model, license)
+                 for model, license in self.weights(languages)]
+        return [weights for weights in found if weights is not None]
 
     def weights(self, languages: list[str]) -> list[tuple[str, str]]:
         options: CoquiOptions = self.options  # type: ignore[assignment]
@@ -251,8 +260,31 @@ class CoquiBackend(NarrateBackend):
                                        f"'{model}' is a model name.")
                 check_pinned(fingerprint(ModelSource("folder", str(folder))), options.sha256,
                              model, "narration model")
-            self._models[model] = _load(model, options.device)
+            pulled = coqui_hub_weights(model, self.license)
+            snapshot = hub.pulled_snapshot(pulled) if pulled else None
+            if pulled is not None and snapshot is None:
+                hub.require(pulled)   # not here: the Hub must answer, or say so at once
+            self._models[model] = _load(str(snapshot) if snapshot else model, options.device)
         return self._models[model]
+
+
+def coqui_hub_weights(model: str, license: str) -> HubWeights | None:
+    """The Hub repo coqui-tts downloads a model name from (its .models.json), if any."""
+    from importlib.resources import files
+
+    parts = model.split("/")
+    if len(parts) != 4 or Path(model).expanduser().exists():
+        return None
+    try:
+        listed = json.loads((files("TTS") / ".models.json").read_text(encoding="utf-8"))
+        item = listed[parts[0]][parts[1]][parts[2]][parts[3]]
+    except (OSError, KeyError, ValueError, ModuleNotFoundError):
+        return None
+    if "repo_id" not in item:
+        return None
+    return HubWeights(item["repo_id"], "coqui", "narration model", license,
+                      allow=tuple(item.get("allow") or ()),
+                      ignore=tuple(item.get("ignore") or ()), name=model)
 
 
 def _load(model: str, device: str) -> Any:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stages.assets import file_sha256
 from stages.errors import SopreelError
+from stages.hub import HubWeights
 from stages.licenses import license_of
 from stages.media import read_wav
 from stages.models import LOAD_ERRORS, ModelBackend, ModelOptions, ModelSlot, ModelSource
@@ -108,6 +109,9 @@ class OmniVoiceBackend(ModelBackend, NarrateBackend):
         stock = self.options.stock
         if stock.recording is not None and not stock.recording.expanduser().is_file():
             raise SopreelError(f"The stock voice recording {stock.recording} does not exist.")
+
+    def hub_weights(self, languages: list[str]) -> list[HubWeights]:
+        return [*super().hub_weights(languages), *self._encoder.hub_weights()]
 
     def weights(self, languages: list[str]) -> list[tuple[str, str]]:
         used = [(self.options.model, self.license)]
@@ -206,7 +210,7 @@ class OmniVoiceBackend(ModelBackend, NarrateBackend):
         from omnivoice import OmniVoice
 
         try:
-            return OmniVoice.from_pretrained(source.location, revision=self.options.revision,
+            return OmniVoice.from_pretrained(source.load_from, revision=self.options.revision,
                                              dtype=self._slot.dtype(),
                                              device_map=self._slot.device())
         except LOAD_ERRORS as exc:
@@ -243,9 +247,9 @@ class OmniVoiceBackend(ModelBackend, NarrateBackend):
         from transformers import AutoFeatureExtractor, AutoModelForAudioXVector
 
         try:
-            extractor = AutoFeatureExtractor.from_pretrained(source.location)
+            extractor = AutoFeatureExtractor.from_pretrained(source.load_from)
             model = AutoModelForAudioXVector.from_pretrained(
-                source.location, use_safetensors=None if self.options.allow_pickle else True)
+                source.load_from, use_safetensors=None if self.options.allow_pickle else True)
         except LOAD_ERRORS as exc:
             raise self._encoder.load_error(exc) from None
         return model.to(self._encoder.device()).eval(), extractor

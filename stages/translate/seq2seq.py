@@ -13,9 +13,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from stages import hub
 from stages.devices import free_memory, pick_device
 from stages.errors import SopreelError
+from stages.hub import HubWeights
 from stages.languages import Language
+from stages.models import locate
 from stages.registry import BackendOptions
 from stages.translate import TranslateBackend
 
@@ -42,12 +45,23 @@ class Seq2SeqTranslator(TranslateBackend):
         self._model: Any = None
         self._lock = threading.Lock()   # a tokenizer's source language is per-call state
 
+    def hub_weights(self, languages: list[str]) -> list[HubWeights]:
+        if locate(self.options.model, "translation model").kind != "hub":
+            return []
+        return [HubWeights(self.options.model, "transformers", "translation model",
+                           str(self.license))]
+
     def load(self) -> None:
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         name = self.options.model
+        for weights in self.hub_weights([]):   # pulled: that commit, no network; else asked
+            snapshot = hub.pulled_snapshot(weights)
+            name = str(snapshot) if snapshot else name
+            if snapshot is None:
+                hub.require(weights)
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(name)
             self._model = AutoModelForSeq2SeqLM.from_pretrained(name)
