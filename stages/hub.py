@@ -258,8 +258,12 @@ def remote_files(weights: HubWeights) -> tuple[str, list[RemoteFile]]:
         info = api.model_info(weights.repo_id, revision=weights.ref, files_metadata=True,
                               timeout=30)
     except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        hint = {401: " The model may be gated: accept its terms on the Hub and set HF_TOKEN.",
+                403: " The model may be gated: accept its terms on the Hub and set HF_TOKEN.",
+                404: " Check the model id and `revision` in the profile."}.get(status or 0, "")
         raise SopreelError(f"The Hub refused '{weights.repo_id}' at revision {weights.ref}: "
-                           f"{_first_line(exc)}") from None
+                           f"{_first_line(exc)}.{hint}") from None
     except Exception as exc:   # httpx's connection errors: the Hub is not there
         if _is_network_error(exc):
             raise unreachable(weights, f"cannot be reached ({type(exc).__name__})") from None

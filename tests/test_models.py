@@ -212,6 +212,11 @@ def test_a_file_that_does_not_match_the_hubs_checksum_is_refused_and_not_kept(fa
 
 def test_an_unreachable_hub_is_said_in_one_line_within_seconds(fake, tmp_path, monkeypatch,
                                                                prefect_server):
+    unknown = run("models", "pull", hub_profile(tmp_path, model="sopreel-test/no-such-model"))
+    assert unknown.exit_code == 2
+    assert "The Hub refused 'sopreel-test/no-such-model' at revision main" in unknown.output
+    assert "Check the model id" in unknown.output
+
     profile = hub_profile(tmp_path)
     script = write_script(tmp_path, base_script(music=None))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")   # nothing listens there
