@@ -190,19 +190,21 @@ class ServiceClient:
         self._plain.close()
 
     def send(self, method: str, path: str, *, creates: bool = False,
-             idempotency_key: str | None = None, **kwargs: Any) -> Any:
+             idempotency_key: str | None = None, keyless: bool = False, **kwargs: Any) -> Any:
         """One request, retried while the service is unreachable, overloaded or rate-limited.
 
         `creates`: the request starts paid work; a read timeout is then not sent again (the
-        service may be doing it), and an `Idempotency-Key` header marks the retries as one."""
+        service may be doing it), and an `Idempotency-Key` header marks the retries as one.
+        `keyless`: `path` is a whole URL elsewhere (a signed storage link): no key goes there."""
         import httpx
 
         if idempotency_key:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Idempotency-Key": idempotency_key}
-        where = f"{self.base_url}{path}"
+        http = self._plain if keyless else self._http
+        where = path.split("?")[0] if keyless else f"{self.base_url}{path}"
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = http.request(method, path, **kwargs)
             except httpx.ReadTimeout:
                 if creates:
                     raise ServiceError(f"{self.service} at {where} did not answer in time; the "
@@ -233,28 +235,16 @@ class ServiceClient:
 
     def download(self, url: str, what: str, with_key: bool) -> bytes:
         """A finished file: from the API itself (`with_key`, a path under its base URL), or
-        from a signed URL it gave (a storage host: the key is never sent there)."""
-        import httpx
-
+        from a signed URL it gave (a storage host: the key is never sent there); retried as
+        `send` retries."""
         if with_key and not url.startswith(f"{self.base_url}/"):
             raise ServiceError(f"{self.service} gave a download address outside its API "
                                f"({url.split('?')[0]}); the key is not sent there.")
-        for attempt in range(self.retries + 1):
-            try:
-                response = (self.send("GET", url[len(self.base_url):]) if with_key
-                            else self._plain.get(url))
-            except httpx.TransportError as exc:
-                if attempt == self.retries:
-                    raise ServiceUnavailable(f"{self.service}: the {what} could not be "
-                                             f"downloaded ({type(exc).__name__}).") from None
-                self._sleep(self.backoff_s * 2 ** attempt)
-                continue
-            if response.status_code == 200 and response.content:
-                return response.content
-            if response.status_code not in RETRIED_STATUS or attempt == self.retries:
-                raise self.refused(response, f"downloading the {what}")
-            self._sleep(retry_after(response) or self.backoff_s * 2 ** attempt)
-        raise AssertionError("unreachable")
+        response = (self.send("GET", url[len(self.base_url):]) if with_key
+                    else self.send("GET", url, keyless=True))
+        if response.status_code == 200 and response.content:
+            return response.content
+        raise self.refused(response, f"downloading the {what}")
 
     def json(self, response: Any, what: str) -> Any:
         try:

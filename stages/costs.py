@@ -28,13 +28,13 @@ from stages.narrate.speech import speakable
 from stages.plan import (
     BuildPlan,
     ScenePlan,
-    _backend,
     image_request,
     make_clip,
     make_image,
     make_narration,
     narration_sentences,
     narrator_for,
+    stage_backend,
 )
 from stages.profile import REGISTRIES
 from stages.registry import LoadedBackends
@@ -61,7 +61,7 @@ class ServiceTotal:
             return
         self.usd = round(self.usd + cost.usd, 6)
         self.quantity += cost.quantity
-        self.unit, self.new = cost.unit, self.new + 1
+        self.new += 1
 
 
 @dataclass
@@ -123,7 +123,7 @@ def estimate_cost(plan: BuildPlan) -> CostEstimate:
 
 
 def _estimate_images(plan: BuildPlan, loaded: LoadedBackends, estimate: CostEstimate) -> None:
-    backend = _backend(plan, "images", loaded)
+    backend = stage_backend(plan, "images", loaded)
     line = estimate.line(backend.price_service)
     for scene in plan.scenes:
         if scene.photo is None:
@@ -151,7 +151,7 @@ def _spoken(plan: BuildPlan) -> list[ScenePlan | None]:
 
 
 def _estimate_clips(plan: BuildPlan, loaded: LoadedBackends, estimate: CostEstimate) -> None:
-    backend = _backend(plan, "animate", loaded)
+    backend = stage_backend(plan, "animate", loaded)
     options: animate.AnimateOptions = backend.options
     line = estimate.line(backend.price_service)
     compose = plan.profile.compose
@@ -221,17 +221,16 @@ def priced(plan: BuildPlan, max_cost: float | None) -> tuple[BuildPlan, CostEsti
 def spent(assets: Iterable[Asset]) -> dict[str, Any]:
     """What the assets this build made (not reused) cost, per service, and the usage the
     services reported for them."""
-    services: dict[str, ServiceTotal] = {}
+    made = CostEstimate()
     usage: dict[str, dict[str, float]] = {}
     for asset in {a.path: a for a in assets}.values():
         cost = asset.info.get("cost")
         if asset.cached or not cost:
             continue
-        services.setdefault(cost["service"], ServiceTotal()).add(Cost(**cost))
+        made.line(cost["service"]).add(Cost(**cost))
         usage[cost["service"]] = summed([usage.get(cost["service"], {}),
                                          asset.info.get("usage") or {}])
-    total = round(sum(line.usd for line in services.values()), 4)
-    return {"total_usd": total,
+    return {"total_usd": made.total_usd,
             "services": {name: {k: v for k, v in vars(line).items() if k != "cached"}
-                         for name, line in services.items()},
+                         for name, line in made.services.items()},
             "usage": usage}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from stages.errors import SopreelError
+from stages.errors import SopreelError, first_line
 from stages.processes import running
 
 Layout = Literal["diffusers", "transformers", "files", "coqui"]
@@ -263,7 +263,7 @@ def remote_files(weights: HubWeights) -> tuple[str, list[RemoteFile]]:
                 403: " The model may be gated: accept its terms on the Hub and set HF_TOKEN.",
                 404: " Check the model id and `revision` in the profile."}.get(status or 0, "")
         raise SopreelError(f"The Hub refused '{weights.repo_id}' at revision {weights.ref}: "
-                           f"{_first_line(exc)}.{hint}") from None
+                           f"{first_line(exc)}.{hint}") from None
     except Exception as exc:   # httpx's connection errors: the Hub is not there
         if _is_network_error(exc):
             raise unreachable(weights, f"cannot be reached ({type(exc).__name__})") from None
@@ -282,10 +282,6 @@ def _is_network_error(exc: BaseException) -> bool:
 
     return isinstance(exc, httpx.TransportError) or type(exc).__name__ in (
         "ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "ProxyError")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def select(weights: HubWeights, files: list[RemoteFile],
@@ -377,9 +373,7 @@ def _verify(weights: HubWeights, remote: RemoteFile, path: Path) -> None:
     else:
         return
     if found != expected:
-        blob = path.resolve()
         path.unlink(missing_ok=True)
-        blob.unlink(missing_ok=True)
         raise SopreelError(
             f"'{weights.repo_id}' {remote.name}: the downloaded file's {kind} is {found}, the "
             f"Hub lists {expected}. It was removed from the cache; pull again (a proxy or "
@@ -442,7 +436,7 @@ def fetch_file(weights: HubWeights, commit: str, remote: RemoteFile) -> Path:
             raise unreachable(weights, f"stopped answering ({type(exc).__name__}); pull again "
                                        "to resume") from None
         raise SopreelError(f"The Hub refused '{weights.repo_id}' {remote.name}: "
-                           f"{_first_line(exc)}") from None
+                           f"{first_line(exc)}.") from None
     etag = meta.etag or remote.sha256 or remote.blob_id or remote.name.replace("/", "_")
     blob = folder / "blobs" / etag
     locks = cache_dir() / ".locks" / folder.name

@@ -103,16 +103,6 @@ def check_pinned(weights: dict[str, object], expected: str | None, model: str,
                            "Nothing was loaded; restore the pinned weights, or pin these.")
 
 
-def cached_commit(repo_id: str, revision: str | None, probe: str) -> str | None:
-    """The commit of a Hub repo as the local Hugging Face cache holds it (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, probe, revision=revision)
-    if isinstance(found, str) and "/snapshots/" in found:
-        return found.split("/snapshots/")[1].split("/")[0]
-    return None
-
-
 class ModelOptions(BackendOptions):
     """Where the weights are and where they run: the keys every model-backed backend takes."""
 
@@ -248,7 +238,7 @@ class ModelSlot:
         if source.kind == "hub":
             revision = self.options.revision
             commit = (Path(source.snapshot).name if source.snapshot
-                      else cached_commit(source.location, revision, self.marker))
+                      else hub.cached_commit(source.location, revision))
             return {"model": source.location, "revision": commit or revision or "main"}
         return {"model": source.location, "sha256": self.weights["sha256"]}
 

@@ -297,7 +297,8 @@ def loads_model(plan: BuildPlan, stage: str) -> bool:
                for choice in plan.profile.choices(stage))
 
 
-def _backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
+def stage_backend(plan: BuildPlan, stage: str, loaded: LoadedBackends) -> Any:
+    """The loaded backend the profile chooses for `stage` (shared by every task that asks)."""
     choice = plan.profile.stages[stage]
     return loaded.get(REGISTRIES[stage], choice.backend, choice.options)
 
@@ -333,7 +334,7 @@ def make_image(plan: BuildPlan, scene: ScenePlan, loaded: LoadedBackends,
     """The scene's still: the supplied photo fitted to the frame, or the backend's image.
 
     `on_progress` hears how far a slow backend is through the image (0..1)."""
-    backend: images.ImageBackend = _backend(plan, "images", loaded)
+    backend: images.ImageBackend = stage_backend(plan, "images", loaded)
     size = backend.options.width, backend.options.height
     if scene.photo is not None:
         photo, colour = scene.photo, plan.style.colors.background
@@ -362,7 +363,7 @@ def make_clip(plan: BuildPlan, scene: ScenePlan, image: Asset, narrations: list[
     Segments are chained from the still, each starting from the last frame of the one before,
     then joined at the compose frame rate (`stages.animate.chain`). Each segment is an asset of
     its own, so a longer dub later adds segments and remakes none."""
-    backend: animate.AnimateBackend = _backend(plan, "animate", loaded)
+    backend: animate.AnimateBackend = stage_backend(plan, "animate", loaded)
     options: animate.AnimateOptions = backend.options   # type: ignore[assignment]
     compose_options = plan.profile.compose
     last = scene.index == len(plan.scenes) - 1
@@ -549,7 +550,7 @@ def make_music(plan: BuildPlan, narrations: dict[str, list[Asset]], loaded: Load
                            lambda out: music.prepare_file(source, out), None)]
         backend = None
     else:
-        backend = _backend(plan, "music", loaded)
+        backend = stage_backend(plan, "music", loaded)
         with reported(plan.work("music")):
             pieces = _music_pieces(plan, backend, longest, on_progress)
     crossfade = options.crossfade_s

@@ -163,11 +163,12 @@ def voice_state(book: ledger.Ledger, voice_id: str) -> VoiceState | None:
         elif entry.event == "transcript":
             state["reference"] = {**state["reference"],
                                   "transcript_sha256": body["transcript_sha256"]}
-        elif entry.event == "service":
-            services = {k: v for k, v in state.get("services", {}).items()
-                        if k != body["service"]}
-            state["services"] = services | ({body["service"]: body["service_voice"]}
-                                            if body.get("service_voice") else {})
+        elif entry.event == "service":   # a link, or with no voice id an unlink
+            services = dict(state.get("services", {}))
+            services.pop(body["service"], None)
+            if body.get("service_voice"):
+                services[body["service"]] = body["service_voice"]
+            state["services"] = services
         elif entry.event == "revoke":
             state["consent"] = {**state["consent"], "revoked": body["on"],
                                 "revoked_reason": body.get("reason")}

@@ -160,6 +160,23 @@ class VideoServiceBackend(ServiceBackend, AnimateBackend):
         """('running' | 'done', progress 0..1 or None, the video's URL when done)."""
         raise NotImplementedError
 
+    def job_id(self, response: Any, noun: str) -> str:
+        """The id of the job a creating request started (`noun`: the service's word for it)."""
+        answer = self.client.json(response, f"a new {noun}")
+        if not isinstance(answer, dict) or not answer.get("id"):
+            raise ServiceError(f"{self.service} answered the new {noun} without its id.")
+        return str(answer["id"])
+
+    def job_state(self, path: str, job: str, noun: str) -> dict[str, Any]:
+        """The job as the service reports it; `_JobGone` when it no longer knows it."""
+        client = self.client
+        response = client.send("GET", path)
+        if response.status_code == 404:
+            raise _JobGone(f"{self.service} no longer knows {noun} {job}.")
+        if response.status_code != 200:
+            raise client.refused(response, f"the state of {noun} {job}")
+        return client.json(response, f"a {noun}'s state")
+
 
 class _JobGone(ServiceError):
     """The service no longer knows the job (expired, deleted)."""
@@ -245,19 +262,10 @@ class RunwayBackend(VideoServiceBackend):
                 raise ContentRefused(f"Runway's content moderation refused the clip: "
                                      f"{client.message(response)}.")
             raise client.refused(response, "the image-to-video task")
-        task = client.json(response, "a new task")
-        if not isinstance(task, dict) or not task.get("id"):
-            raise ServiceError("Runway answered the new task without its id.")
-        return str(task["id"])
+        return self.job_id(response, "task")
 
     def status(self, job: str) -> tuple[str, float | None, str]:
-        client = self.client
-        response = client.send("GET", f"/v1/tasks/{job}")
-        if response.status_code == 404:
-            raise _JobGone(f"Runway no longer knows task {job}.")
-        if response.status_code != 200:
-            raise client.refused(response, f"the state of task {job}")
-        task = client.json(response, "a task's state")
+        task = self.job_state(f"/v1/tasks/{job}", job, "task")
         state = str(task.get("status", ""))
         if state in RUNWAY_RUNNING:
             progress = task.get("progress")
@@ -268,7 +276,7 @@ class RunwayBackend(VideoServiceBackend):
                 raise ServiceError(f"Runway finished task {job} without an output.")
             return "done", 1.0, str(output[0])
         code, why = str(task.get("failureCode") or ""), task.get("failure") or state
-        if code.startswith("SAFETY") or "SAFETY" in code:
+        if "SAFETY" in code:
             raise ContentRefused(f"Runway's content moderation refused the clip ({code}): {why}")
         if code.startswith("INTERNAL"):   # Runway's side: a new task may well succeed
             raise _JobFailedThere(f"Runway task {job} failed on its side ({code}): {why}")
@@ -351,26 +359,17 @@ class OpenAIVideoBackend(VideoServiceBackend):
                                    "videos API (Sora 2) down on 2026-09-24. Set `url` to a "
                                    "server that keeps that API, or use the runway backend.")
             raise client.refused(response, "the new video")
-        video = client.json(response, "a new video")
-        if not isinstance(video, dict) or not video.get("id"):
-            raise ServiceError("OpenAI answered the new video without its id.")
-        return str(video["id"])
+        return self.job_id(response, "video")
 
     def status(self, job: str) -> tuple[str, float | None, str]:
-        client = self.client
-        response = client.send("GET", f"/videos/{job}")
-        if response.status_code == 404:
-            raise _JobGone(f"OpenAI no longer knows video {job}.")
-        if response.status_code != 200:
-            raise client.refused(response, f"the state of video {job}")
-        video = client.json(response, "a video's state")
+        video = self.job_state(f"/videos/{job}", job, "video")
         state = str(video.get("status", ""))
         progress = video.get("progress")
         fraction = float(progress) / 100 if isinstance(progress, int | float) else None
         if state in SORA_RUNNING:
             return "running", fraction, ""
         if state == "completed":
-            return "done", 1.0, f"{client.base_url}/videos/{job}/content"
+            return "done", 1.0, f"{self.client.base_url}/videos/{job}/content"
         error = video.get("error") or {}
         code = str(error.get("code", "")) if isinstance(error, dict) else ""
         message = error.get("message", state) if isinstance(error, dict) else str(error)

@@ -69,7 +69,6 @@ class OpenAIImageBackend(ServiceBackend, ImageBackend):
         super().__init__(options)
         self.options: OpenAIImageOptions = options
 
-
     def request_size(self) -> str:
         """The service's size nearest the frame's aspect ratio."""
         sizes = SIZES["dall-e-3" if self.options.model.startswith("dall-e") else "gpt-image"]

@@ -75,7 +75,6 @@ class ElevenLabsBackend(ServiceBackend, NarrateBackend):
         super().__init__(options)
         self.options: ElevenLabsOptions = options
 
-
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"xi-api-key": key}
 
